@@ -54,7 +54,8 @@ def is_followup(question: str) -> bool:
         return False
     if q.startswith(_CONNECTORS) or any(w in _ANAPHORA for w in words):
         return True
-    return len(content_words(q)) <= 1
+    # A fragment such as "exercises?" or "why?"; "what is the Q-angle" stands alone.
+    return len(words) <= 2 and len(content_words(q)) <= 1
 
 
 def resolve_followup(question: str, history: Sequence[Turn | dict] = ()) -> str:
