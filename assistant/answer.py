@@ -1,0 +1,136 @@
+"""Compose an answer from retrieved passages, extractively.
+
+:func:`compose_answer` picks the sentences of the top passages that best
+answer the question (embedding similarity to the question plus word
+overlap), keeps them verbatim, puts a ``[n]`` marker after each, and wraps
+them in a short lead-in and a closing line urging follow-up with a
+physiotherapist or doctor.
+
+Guarantees:
+- every sentence between the lead-in and the closing line is a verbatim
+  substring of the chunk its marker cites, so the answer is grounded by
+  construction;
+- markers are numbered 1, 2, ... in order of first use, one number per
+  distinct chunk, and each has a :class:`~assistant.schema.Citation` whose
+  ``highlights`` are the spans of the sentences used, inside the chunk text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from .chunking import split_sentences
+from .guardrails import FOLLOW_UP, _stem, content_words
+from .schema import Citation, Hit
+
+LEAD_IN = "Here is what the collection says:"
+LEAD_IN_PERSONAL = ("I can't tell what is happening in your own knee, but here is what the "
+                    "collection says in general:")
+
+#: Passages the composer reads sentences from (the best ones, by rank).
+TOP_HITS = 5
+#: Weight of word overlap next to cosine similarity when scoring a sentence.
+LEXICAL_WEIGHT = 0.25
+#: A sentence must score at least this share of the best sentence's score.
+RELATIVE_FLOOR = 0.7
+#: Sentences shorter than this many words (headings, fragments) are skipped.
+MIN_WORDS = 5
+
+_PERSONAL = re.compile(
+    r"\b(?:do|could|might|may|did) i (?:have|need|suffer)\b|\bis (?:it|this|that) (?:my|a|an)\b"
+    r"|\bam i\b|\bis my\b", re.IGNORECASE)
+
+
+def is_personal(question: str) -> bool:
+    """Does the question ask about the user's own knee ("do I have a weak VMO?")?"""
+    return _PERSONAL.search(question) is not None
+
+
+def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, int, str]]:
+    """(hit index, start, end, sentence) for usable sentences, first copy only.
+
+    Chunks overlap by a sentence, so the same sentence can come from two
+    hits; it is kept from the better-ranked one.
+    """
+    seen: set[str] = set()
+    out = []
+    for h_i, hit in enumerate(hits):
+        text = hit.chunk.text
+        for start, end in split_sentences(text):
+            sentence = text[start:end]
+            key = " ".join(sentence.split()).lower()
+            if key in seen or len(sentence.split()) < MIN_WORDS:
+                continue
+            seen.add(key)
+            out.append((h_i, start, end, sentence))
+    return out
+
+
+def score_sentences(question: str, sentences: Sequence[str], embedder) -> np.ndarray:
+    """Cosine to the question plus weighted share of the question's content
+    words the sentence contains."""
+    vecs = embedder.encode([question] + list(sentences))
+    cos = vecs[1:] @ vecs[0]
+    q_words = content_words(question)
+    lexical = np.zeros(len(sentences), dtype=np.float32)
+    if q_words:
+        for i, sentence in enumerate(sentences):
+            s_words = content_words(sentence)
+            lexical[i] = sum(any(s.startswith(_stem(w)) for s in s_words) for w in q_words) / len(q_words)
+    return cos + LEXICAL_WEIGHT * lexical
+
+
+def compose_answer(question: str, hits: Sequence[Hit], embedder, settings) -> tuple[str, tuple[Citation, ...]]:
+    """The extractive reply to ``question`` and the passages it cites.
+
+    Args:
+        question: the (follow-up resolved) question.
+        hits: retrieved passages, best first.
+        embedder: anything with ``encode(texts) -> unit vectors``.
+        settings: uses ``max_answer_sentences``.
+
+    Raises:
+        ValueError: no hits, or no passage has a usable sentence.
+    """
+    if not hits:
+        raise ValueError("compose_answer needs at least one retrieved passage, got none")
+    limit = settings.max_answer_sentences
+    if limit < 1:
+        raise ValueError(f"max_answer_sentences must be at least 1, got {limit}")
+    top = list(hits)[:TOP_HITS]
+    cands = _candidates(top)
+    if not cands:
+        raise ValueError("none of the retrieved passages has a sentence to quote")
+    scores = score_sentences(question, [c[3] for c in cands], embedder)
+    best = float(scores.max())
+    order = np.argsort(-scores, kind="stable")
+    chosen = [int(i) for i in order[:limit] if scores[i] >= RELATIVE_FLOOR * best or i == order[0]]
+    # Read in the passages' own order: by passage rank, then position.
+    chosen.sort(key=lambda i: (cands[i][0], cands[i][1]))
+
+    numbers: dict[int, int] = {}
+    spans: dict[int, list[tuple[int, int]]] = {}
+    parts = []
+    for i in chosen:
+        h_i, start, end, sentence = cands[i]
+        n = numbers.setdefault(h_i, len(numbers) + 1)
+        spans.setdefault(h_i, []).append((start, end))
+        parts.append(f"{sentence} [{n}]")
+    citations = tuple(
+        Citation(n=n, chunk_id=top[h_i].chunk.chunk_id, source=top[h_i].chunk.source,
+                 title=top[h_i].chunk.title, text=top[h_i].chunk.text,
+                 highlights=tuple(sorted(spans[h_i])))
+        for h_i, n in sorted(numbers.items(), key=lambda kv: kv[1])
+    )
+    lead = LEAD_IN_PERSONAL if is_personal(question) else LEAD_IN
+    text = f"{lead}\n\n" + " ".join(parts) + f"\n\n{FOLLOW_UP}"
+    return text, citations
+
+
+def answer_body(text: str) -> str:
+    """The quoted part of a composed reply (without lead-in and closing line)."""
+    lines = text.split("\n\n")
+    return "\n\n".join(lines[1:-1]) if len(lines) >= 3 else text

@@ -1,0 +1,618 @@
+"""Decide, before and after retrieval, whether a turn may be answered.
+
+Two checks, both driven by rules in ``assistant/data/*.yaml`` that a
+clinician can read and edit without touching code:
+
+* :func:`pre_retrieval_check` (before retrieval): emergencies are escalated
+  first (``red_flags.yaml``), then prompt injections and requests only a
+  clinician can meet are refused (``refusals.yaml``). A message that is both
+  an emergency and a jailbreak is escalated.
+* :func:`post_retrieval_decision` (after retrieval): the question is out of
+  scope, on topic but not covered by the collection (no evidence), or
+  answerable (``scope.yaml``).
+
+Each rule matches in two ways. Its regular expressions run over a
+normalised, spelling-corrected copy of the message (so "cant put wieght on
+it" matches). Its example paraphrases are embedded once per embedder and the
+message, and each of its sentences, is compared with them: a message is
+flagged when its nearest example is above a calibrated cosine threshold *and*
+clearly nearer than any ordinary question listed as a contrast set, which is
+what keeps "my knee pops on stairs" from being escalated.
+
+Scope and evidence follow the collection rather than a list of topics: a
+question is in scope when it is close to the configured topic and knee
+anchor phrases, or close to an indexed passage (so new content brings its
+questions into scope); it is answerable when its best passage is similar
+enough and the passages contain its technical terms.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+import weakref
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .schema import Decision, Hit, Turn
+
+DATA_DIR = Path(__file__).with_name("data")
+
+#: The closing line every answer and no-evidence reply carries.
+FOLLOW_UP = ("This is general information, not a diagnosis: please follow up with a "
+             "physiotherapist or doctor about your own knee.")
+
+URGENT_LINE = ("Please seek urgent medical care now: call your local emergency number "
+               "or go to the nearest emergency department.")
+
+
+# --------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """A guardrail's verdict.
+
+    Attributes:
+        decision: one of :class:`~assistant.schema.Decision`.
+        reason: short machine-readable why, e.g. ``"red_flag:locked_knee"``,
+            ``"refuse:medication"``, ``"no_evidence:dense=0.41"``.
+        message_text: the reply shown to the user for non-answer decisions
+            (empty for ``answer``: the composer writes that reply).
+        scores: the figures the decision rested on, for logs and reports.
+    """
+
+    decision: Decision
+    reason: str
+    message_text: str = ""
+    scores: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    """Which rule matched a message, and how (``pattern``, ``context``, ``semantic``)."""
+
+    rule_id: str
+    how: str
+    score: float | None = None
+    text: str = ""
+
+
+# --------------------------------------------------------------------------
+# Rules data
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One red flag or refusal rule (see the header of ``red_flags.yaml``)."""
+
+    id: str
+    description: str
+    patterns: tuple[tuple[re.Pattern, ...], ...]
+    examples: tuple[str, ...] = ()
+    why: str = ""
+    reply: str = ""
+    context_now: re.Pattern | None = None
+    context_before: re.Pattern | None = None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A rules file: its rules, spelling fixes, contrast set and thresholds."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    contrast: tuple[str, ...] = ()
+    spelling: tuple[tuple[re.Pattern, str], ...] = ()
+    threshold: float = 0.75
+    margin: float = 0.06
+    strong: float = 0.88
+    history_turns: int = 3
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(f"no rule {rule_id!r} in {self.name}; rules are {[r.id for r in self.rules]}")
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    """Scope and evidence settings (``scope.yaml``)."""
+
+    anchors: tuple[str, ...]
+    off_topic: tuple[str, ...]
+    topic_threshold: float = 0.45
+    topic_margin: float = 0.0
+    chunk_in_scope: float = 0.5
+    answer_min: float = 0.45
+    answer_sure: float = 0.6
+    lexical_min: float = 0.3
+    missing_term_max_dense: float = 0.7
+    min_term_pieces: int = 3
+    key_term_similarity: float = 0.62
+    top_passages: int = 5
+
+
+def _load_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"guardrail rules file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"guardrail rules file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"guardrail rules file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def _expand(pattern: str, vocabulary: dict[str, str], where: str) -> re.Pattern:
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in vocabulary:
+            raise ValueError(f"{where}: unknown name {{{name}}}; the vocabulary has {sorted(vocabulary)}")
+        return vocabulary[name]
+
+    text = pattern
+    for _ in range(5):  # vocabulary entries may use other entries
+        new = re.sub(r"\{([A-Z][A-Z_]*)\}", sub, text)
+        if new == text:
+            break
+        text = new
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"{where}: bad regular expression {pattern!r}: {exc}") from None
+
+
+def load_rules(path: Path | str) -> RuleSet:
+    """Read a red-flag or refusal rules file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: bad YAML, a rule without ``id`` or patterns, a bad regex
+            or an unknown ``{NAME}``.
+    """
+    path = Path(path)
+    data = _load_yaml(path)
+    vocabulary = {k: str(v) for k, v in (data.get("vocabulary") or {}).items()}
+    semantic = data.get("semantic") or {}
+    rules = []
+    seen = set()
+    for i, raw in enumerate(data.get("rules") or []):
+        rid = raw.get("id") if isinstance(raw, dict) else None
+        if not rid:
+            raise ValueError(f"{path}: rule number {i + 1} has no id")
+        if rid in seen:
+            raise ValueError(f"{path}: rule id {rid!r} appears twice")
+        seen.add(rid)
+        where = f"{path.name}: rule {rid!r}"
+        patterns = []
+        for item in raw.get("patterns") or []:
+            if isinstance(item, dict):
+                parts = item.get("all")
+                if not parts:
+                    raise ValueError(f"{where}: a pattern mapping needs the key 'all', got {sorted(item)}")
+                patterns.append(tuple(_expand(p, vocabulary, where) for p in parts))
+            else:
+                patterns.append((_expand(str(item), vocabulary, where),))
+        examples = tuple(str(e) for e in raw.get("examples") or ())
+        if not patterns and not examples:
+            raise ValueError(f"{where} has neither patterns nor examples")
+        ctx = raw.get("with_context") or {}
+        if ctx and not (ctx.get("now") and ctx.get("before")):
+            raise ValueError(f"{where}: with_context needs both 'now' and 'before'")
+        rules.append(Rule(
+            id=str(rid),
+            description=str(raw.get("description", "")).strip(),
+            patterns=tuple(patterns),
+            examples=examples,
+            why=str(raw.get("why", "")).strip(),
+            reply=" ".join(str(raw.get("reply", "")).split()),
+            context_now=_expand(ctx["now"], vocabulary, where) if ctx else None,
+            context_before=_expand(ctx["before"], vocabulary, where) if ctx else None,
+        ))
+    contrast = tuple(str(x) for x in (data.get("not_emergencies") or data.get("not_refusals") or ()))
+    spelling = tuple(
+        (re.compile(r"\b" + re.escape(str(wrong).lower()) + r"\b"), str(right).lower())
+        for wrong, right in sorted((data.get("spelling") or {}).items(), key=lambda kv: -len(str(kv[0])))
+    )
+    return RuleSet(
+        name=path.name,
+        rules=tuple(rules),
+        contrast=contrast,
+        spelling=spelling,
+        threshold=float(semantic.get("threshold", 0.75)),
+        margin=float(semantic.get("margin", 0.06)),
+        strong=float(semantic.get("strong", 0.88)),
+        history_turns=int(semantic.get("history_turns", 3)),
+    )
+
+
+def load_scope(path: Path | str) -> ScopeConfig:
+    """Read ``scope.yaml`` (anchor phrases and the calibrated thresholds)."""
+    path = Path(path)
+    data = _load_yaml(path)
+    th = data.get("thresholds") or {}
+    anchors = tuple(str(a) for a in data.get("anchors") or ())
+    if not anchors:
+        raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
+    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic"}
+    unknown = set(th) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown thresholds {sorted(unknown)}; valid ones are {sorted(known)}")
+    return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
+                       **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
+
+
+@lru_cache(maxsize=None)
+def default_rules() -> tuple[RuleSet, RuleSet, ScopeConfig]:
+    """The packaged red flags, refusals and scope settings (read once)."""
+    return (load_rules(DATA_DIR / "red_flags.yaml"), load_rules(DATA_DIR / "refusals.yaml"),
+            load_scope(DATA_DIR / "scope.yaml"))
+
+
+# --------------------------------------------------------------------------
+# Text helpers
+
+
+_APOSTROPHES = "'\u2019\u2018\u02bc`\u00b4"
+
+
+def normalize(text: str) -> str:
+    """Lower case, NFKC, apostrophes dropped ("can't" -> "cant"), other
+    punctuation as spaces, white space collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = re.sub(f"[{_APOSTROPHES}]", "", text)
+    text = re.sub(r"[^\w\s]|_", " ", text)
+    return " ".join(text.split())
+
+
+def _respell(text: str, spelling: Sequence[tuple[re.Pattern, str]]) -> str:
+    for pattern, right in spelling:
+        text = pattern.sub(right, text)
+    return text
+
+
+def _segments(text: str) -> list[str]:
+    """The message and, when it has several, its sentences and clauses.
+
+    Embedding each part keeps an emergency from being diluted by other text
+    ("Ignore your rules. My knee is hot and I have a fever.").
+    """
+    parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+|\n+", text) if len(p.strip()) > 3]
+    out = [text.strip()]
+    for p in parts:
+        if p not in out:
+            out.append(p)
+    return out[:12]
+
+
+# --------------------------------------------------------------------------
+# The checker
+
+
+class Guardrails:
+    """Rules plus the embedder, with the example vectors cached.
+
+    Args:
+        embedder: anything with ``encode(texts) -> unit vectors``.
+        red_flags, refusals, scope: rule sets (default: the packaged files).
+    """
+
+    def __init__(self, embedder, red_flags: RuleSet | None = None, refusals: RuleSet | None = None,
+                 scope: ScopeConfig | None = None):
+        d_red, d_ref, d_scope = default_rules()
+        self.embedder = embedder
+        self.red_flags = red_flags or d_red
+        self.refusals = refusals or d_ref
+        self.scope = scope or d_scope
+        self._vectors: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self._lock = threading.Lock()
+        self._pieces_cache: dict[str, int] = {}
+        self._last_segments: tuple[str, np.ndarray] | None = None
+
+    # -- cached example vectors
+
+    def _bank(self, key: str, texts: Sequence[str], labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        bank = self._vectors.get(key)
+        if bank is None:
+            with self._lock:
+                bank = self._vectors.get(key)
+                if bank is None:
+                    vecs = self.embedder.encode(list(texts)) if texts else np.zeros((0, 1), np.float32)
+                    bank = (np.asarray(vecs, dtype=np.float32), list(labels))
+                    self._vectors[key] = bank
+        return bank
+
+    def _examples(self, rules: RuleSet) -> tuple[np.ndarray, list[str]]:
+        texts, labels = [], []
+        for r in rules.rules:
+            texts.extend(r.examples)
+            labels.extend([r.id] * len(r.examples))
+        return self._bank(rules.name + ":examples", texts, labels)
+
+    def _contrast(self, rules: RuleSet) -> np.ndarray:
+        return self._bank(rules.name + ":contrast", rules.contrast, rules.contrast)[0]
+
+    # -- rule matching
+
+    def semantic_scores(self, message: str, rules: RuleSet) -> tuple[str | None, float, float, str]:
+        """(best rule id, its cosine, best contrast cosine, segment) over the
+        message's segments, taking the segment with the largest lead of
+        rule-example similarity over contrast similarity."""
+        ex_vecs, labels = self._examples(rules)
+        if not len(labels):
+            return None, 0.0, 0.0, ""
+        segs = _segments(message)
+        q = self._encode_segments(message, segs)
+        sim = q @ ex_vecs.T
+        con = self._contrast(rules)
+        con_best = (q @ con.T).max(axis=1) if len(con) else np.zeros(len(segs))
+        # the segment that flags (if any), then the one most similar to a rule
+        leads = [(self._flags(float(sim[i].max()), float(con_best[i]), rules), float(sim[i].max()), i)
+                 for i in range(len(segs))]
+        leads.sort(reverse=True)
+        best_i = leads[0][2]
+        j = int(np.argmax(sim[best_i]))
+        return labels[j], float(sim[best_i, j]), float(con_best[best_i]), segs[best_i]
+
+    def _encode_segments(self, message: str, segs: list[str]) -> np.ndarray:
+        # both rule sets look at the same message: embed it once
+        last = self._last_segments
+        if last is not None and last[0] == message:
+            return last[1]
+        q = self.embedder.encode(segs)
+        self._last_segments = (message, q)
+        return q
+
+    @staticmethod
+    def _flags(score: float, contrast: float, rules: RuleSet) -> bool:
+        return score >= rules.strong or (score >= rules.threshold and score - contrast >= rules.margin)
+
+    def match(self, message: str, rules: RuleSet, history: Sequence[Turn] = (),
+              semantic: bool = True) -> RuleMatch | None:
+        """The first rule of ``rules`` that matches ``message``, or None."""
+        norm = _respell(normalize(message), rules.spelling)
+        raw = unicodedata.normalize("NFKC", message).lower()
+        for rule in rules.rules:
+            for group in rule.patterns:
+                if all(p.search(norm) or p.search(raw) for p in group):
+                    return RuleMatch(rule.id, "pattern", None, message)
+        earlier = [t.content for t in history if getattr(t, "role", "") == "user"][-rules.history_turns:]
+        if earlier:
+            before = [_respell(normalize(t), rules.spelling) for t in earlier]
+            for rule in rules.rules:
+                if rule.context_now is not None and rule.context_now.search(norm) and any(
+                        rule.context_before.search(b) for b in before):
+                    return RuleMatch(rule.id, "context", None, message)
+        if semantic:
+            rid, score, contrast, seg = self.semantic_scores(message, rules)
+            if rid is not None and self._flags(score, contrast, rules):
+                return RuleMatch(rid, "semantic", round(score, 4), seg)
+        return None
+
+    # -- the two checks
+
+    def pre_retrieval(self, message: str, history: Sequence[Turn] = (),
+                      topic: str | None = None) -> GuardResult | None:
+        """Escalate an emergency, else refuse an unsafe request, else None."""
+        hit = self.match(message, self.red_flags, history)
+        if hit is not None:
+            rule = self.red_flags.rule(hit.rule_id)
+            return GuardResult(Decision.ESCALATE, f"red_flag:{rule.id}:{hit.how}",
+                               escalation_text(rule), {"score": hit.score})
+        hit = self.match(message, self.refusals)
+        if hit is not None:
+            rule = self.refusals.rule(hit.rule_id)
+            return GuardResult(Decision.REFUSE, f"refuse:{rule.id}:{hit.how}",
+                               refusal_text(rule, topic), {"score": hit.score})
+        return None
+
+    def topic_scores(self, query: str, topic: str) -> tuple[float, float]:
+        """(max cosine to the topic and anchors, max cosine to off-topic anchors)."""
+        on, _ = self._bank("scope:on:" + topic, (topic,) + self.scope.anchors, ())
+        off, _ = self._bank("scope:off", self.scope.off_topic, ())
+        q = self.embedder.encode([query])[0]
+        return float((on @ q).max()), float((off @ q).max()) if len(off) else 0.0
+
+    def in_scope(self, query: str, best_chunk_score: float | None, topic: str,
+                 coverage: float = 0.0, n_terms: int = 0) -> tuple[bool, dict]:
+        """Is ``query`` about this collection's subject? (and the figures)
+
+        In scope when the best passage is close (``chunk_in_scope``), or the
+        question is near the topic and anchor phrases and nearer to them
+        than to the off-topic ones, or the passages contain every content
+        word of a question of two or more such words ("what is the Q angle").
+        """
+        on, off = self.topic_scores(query, topic)
+        dense = -1.0 if best_chunk_score is None else float(best_chunk_score)
+        s = self.scope
+        ok = (dense >= s.chunk_in_scope
+              or (on >= s.topic_threshold and on - off >= s.topic_margin)
+              or (n_terms >= 2 and coverage >= 1.0 and dense >= s.lexical_min))
+        return ok, {"topic": round(on, 4), "off_topic": round(off, 4), "dense": round(dense, 4)}
+
+    def _pieces(self, words: Sequence[str]) -> dict[str, int]:
+        todo = [w for w in words if w not in self._pieces_cache]
+        if todo:
+            try:
+                counts = self.embedder.count_tokens(todo)
+                stems = self.embedder.count_tokens([_stem(w) for w in todo])
+            except Exception:  # an embedder without a tokenizer: nothing is rare
+                counts = stems = [1] * len(todo)
+            for w, n, m in zip(todo, counts, stems):
+                self._pieces_cache[w] = min(n, m)
+        return {w: self._pieces_cache[w] for w in words}
+
+    def key_terms(self, words: Sequence[str], topic: str) -> list[str]:
+        """The words of ``words`` a passage must contain to answer the question.
+
+        A word is key when the model's tokenizer splits it into many pieces
+        (a technical or rare term: "glucosamine" = g+lu+cos+amine; short
+        acronyms such as "acl" = ac+l), or when the word alone is close to
+        the topic anchors (a medical word such as "ligament" or "arthritis").
+        """
+        words = list(dict.fromkeys(words))
+        if not words:
+            return []
+        pieces = self._pieces(words)
+        on, _ = self._bank("scope:on:" + topic, (topic,) + self.scope.anchors, ())
+        sims = (self.embedder.encode(words) @ on.T).max(axis=1)
+        return [w for w, sim in zip(words, sims)
+                if pieces[w] >= self.scope.min_term_pieces or (pieces[w] == 2 and len(w) <= 5)
+                or sim >= self.scope.key_term_similarity]
+
+    def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str) -> GuardResult:
+        """answer / no_evidence / out_of_scope for a retrieved question."""
+        s = self.scope
+        top = list(hits)[: s.top_passages]
+        dense = best_dense(query, top, self.embedder)
+        passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
+        words = content_words(query)
+        found = [w for w in words if _term_in(w, passages)]
+        coverage = len(found) / len(words) if words else 0.0
+        ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
+        scores["coverage"] = round(coverage, 3)
+        if not ok:
+            return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope", out_of_scope_text(topic), scores)
+        missing = self.key_terms([w for w in words if w not in found], topic)
+        scores["missing_terms"] = missing
+        d = -1.0 if dense is None else dense
+        if d < s.answer_min and not (coverage >= 1.0 and d >= s.lexical_min):
+            return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:dense={scores['dense']}",
+                               no_evidence_text(topic), scores)
+        if missing and d < s.missing_term_max_dense:
+            return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:missing={','.join(missing)}",
+                               no_evidence_text(topic), scores)
+        return GuardResult(Decision.ANSWER, f"answer:dense={scores['dense']}", "", scores)
+
+
+def content_words(text: str) -> list[str]:
+    """The question's words that carry meaning (no stop words), in order."""
+    return list(dict.fromkeys(w for w in re.findall(r"[a-z][a-z0-9-]*", normalize(text))
+                              if w not in _STOP and (len(w) >= 3 or w == "q")))
+
+
+_STOP = set("""a an the i me my we our you your he she it they them is are was were be been being am do
+does did doing have has had having can could should would will shall may might must of in on at to for
+from by with about as into through over under again then once here there when where why how what which
+who whom this that these those and but if or because until while so than too very just not no nor only
+own same don now up down out off any both each few more most other some such yes ok okay please thanks
+get got also really still even much many way thing things lot its im ive dont cant does did
+tell know want like help ask thing something anything bit work works mean means happen happens""".split())
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ings", "ing", "ies", "es", "ed", "s", "ly", "er"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _term_in(term: str, passages: str) -> bool:
+    """Does the term (or its stem) occur as the start of a word in ``passages``?"""
+    stem = _stem(term)
+    return re.search(r"\b" + re.escape(stem if len(stem) >= 4 else term), passages) is not None
+
+
+def best_dense(query: str, hits: Sequence[Hit], embedder) -> float | None:
+    """The best cosine between ``query`` and the hits' passages.
+
+    Uses ``Hit.dense_score`` where retrieval filled it in and embeds the
+    passages itself otherwise (a BM25-only hit list).
+    """
+    if not hits:
+        return None
+    scores = [h.dense_score for h in hits if h.dense_score is not None]
+    if len(scores) == len(hits):
+        return float(max(scores))
+    vecs = embedder.encode([query] + [h.chunk.text for h in hits])
+    return float((vecs[1:] @ vecs[0]).max())
+
+
+# --------------------------------------------------------------------------
+# Reply texts
+
+
+def _topic(topic: str | None) -> str:
+    if topic:
+        return topic
+    from .settings import Settings
+
+    return Settings().topic
+
+
+def help_line(topic: str | None = None) -> str:
+    return f"I can help with general information about {_topic(topic)}, from a curated patient-education collection."
+
+
+def escalation_text(rule: Rule) -> str:
+    if rule.reply:
+        return rule.reply
+    lines = [URGENT_LINE]
+    if rule.why:
+        lines.append(rule.why)
+    lines.append("Please don't wait to see whether it settles, and don't rely on this assistant for it.")
+    return "\n\n".join(lines)
+
+
+def refusal_text(rule: Rule, topic: str | None = None) -> str:
+    return f"{rule.reply or 'I cannot help with that request.'}\n\n{help_line(topic)}"
+
+
+def out_of_scope_text(topic: str | None = None) -> str:
+    return f"Sorry, that is outside what I can help with. {help_line(topic)}"
+
+
+def no_evidence_text(topic: str | None = None) -> str:
+    return ("The collection I answer from does not cover that, so I won't guess. "
+            "A physiotherapist or doctor can advise you on it.\n\n" + help_line(topic))
+
+
+# --------------------------------------------------------------------------
+# The functions the pipeline calls
+
+
+_CACHE: "weakref.WeakKeyDictionary[object, Guardrails]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def guardrails_for(embedder) -> Guardrails:
+    """One :class:`Guardrails` (with its cached vectors) per embedder."""
+    with _CACHE_LOCK:
+        g = _CACHE.get(embedder)
+        if g is None:
+            g = Guardrails(embedder)
+            _CACHE[embedder] = g
+        return g
+
+
+def pre_retrieval_check(message: str, history: Sequence[Turn] = (), embedder=None,
+                        topic: str | None = None) -> GuardResult | None:
+    """Escalate or refuse before retrieval; None lets the turn go on.
+
+    Emergencies are checked first, on the message and (for rules with
+    ``with_context``) the user's last few turns.
+    """
+    if embedder is None:
+        raise TypeError("pre_retrieval_check needs an embedder (e.g. assistant.embedding.Embedder())")
+    return guardrails_for(embedder).pre_retrieval(message, history, topic)
+
+
+def post_retrieval_decision(query: str, hits: Sequence[Hit], embedder, settings) -> GuardResult:
+    """answer, no_evidence or out_of_scope, from the retrieved hits."""
+    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic)
+
+
+def is_in_scope(query: str, best_chunk_score: float | None, embedder, settings) -> bool:
+    """Is ``query`` about the collection's subject (topic anchors or a close passage)?"""
+    return guardrails_for(embedder).in_scope(query, best_chunk_score, settings.topic)[0]

@@ -1,0 +1,151 @@
+"""The assistant: one object, one call.
+
+``Assistant.respond(message, history) -> Reply`` runs a whole guarded turn:
+
+1. input checks (empty, over-long, control characters) -> a friendly reply;
+2. pre-retrieval guardrails: emergencies are escalated first, then
+   injections and unsafe requests are refused;
+3. retrieval (follow-up resolved, typos corrected, hybrid search);
+4. post-retrieval decision: out of scope, no evidence, or answer;
+5. the answer is composed from the retrieved passages only, with ``[n]``
+   markers and a closing line urging clinical follow-up.
+
+The CLI, the evaluator and the web app all use this one object. The index
+can be swapped atomically (:meth:`Assistant.reload`) while other threads keep
+answering from the old one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from typing import Sequence
+
+from .schema import Decision, Reply, Turn
+
+#: Messages longer than this are cut before processing (a question is short).
+MAX_MESSAGE_CHARS = 2000
+
+EMPTY_MESSAGE = ("Please type a question about your knee, for example: "
+                 "\"What does the VMO do?\" or \"Why does my kneecap click on stairs?\"")
+
+
+def clean_message(message) -> str:
+    """Printable text: control characters dropped, white space folded."""
+    if message is None:
+        return ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    message = str(message)
+    message = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in message)
+    return " ".join(message.split())
+
+
+def clean_history(history) -> list[Turn]:
+    """Accept Turn objects or {"role", "content"} dicts; drop malformed turns."""
+    turns: list[Turn] = []
+    for item in history or ():
+        if isinstance(item, Turn):
+            role, content = item.role, item.content
+        elif isinstance(item, dict):
+            role, content = item.get("role"), item.get("content")
+        else:
+            continue
+        if role in ("user", "assistant") and isinstance(content, str):
+            text = clean_message(content)[:MAX_MESSAGE_CHARS]
+            if text:
+                turns.append(Turn(role, text))
+    return turns[-12:]
+
+
+class Assistant:
+    """Holds the loaded model, the open index and its retriever."""
+
+    def __init__(self, settings, embedder=None, index=None):
+        from .embedding import Embedder
+
+        self.settings = settings
+        self.embedder = embedder or Embedder(settings.model, settings.device, settings.batch_size)
+        self._lock = threading.Lock()
+        self._retriever = None
+        if index is not None:
+            self._install(index)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Assistant":
+        """Load the model and the index at settings.index_dir."""
+        assistant = cls(settings)
+        assistant.reload()
+        return assistant
+
+    @property
+    def retriever(self):
+        if self._retriever is None:
+            self.reload()
+        return self._retriever
+
+    @property
+    def index(self):
+        return self.retriever.index
+
+    def _install(self, index) -> None:
+        from .retrieval import Retriever
+
+        retriever = Retriever(index, self.embedder, self.settings)
+        with self._lock:
+            self._retriever = retriever  # one reference swap: readers see old or new
+
+    def reload(self) -> None:
+        """Open the index's live generation and swap it in."""
+        from .index import load_index
+
+        self._install(load_index(self.settings.index_path, self.embedder.model_name))
+
+    def warm_up(self) -> None:
+        """Load the model and run one query so the first user waits less."""
+        self.respond("What does the VMO do?")
+
+    def respond(self, message, history: Sequence[Turn | dict] = ()) -> Reply:
+        """Run one guarded turn; never raises for any user input."""
+        from . import answer, guardrails
+
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def done(reply_kwargs: dict) -> Reply:
+            timings["total"] = round((time.perf_counter() - started) * 1000, 2)
+            return Reply(timings=timings, **reply_kwargs)
+
+        text = clean_message(message)
+        turns = clean_history(history)
+        if not text:
+            return done(dict(decision=Decision.OUT_OF_SCOPE, text=EMPTY_MESSAGE, reason="empty_message"))
+        truncated = len(text) > MAX_MESSAGE_CHARS
+        text = text[:MAX_MESSAGE_CHARS]
+
+        t = time.perf_counter()
+        guard = guardrails.pre_retrieval_check(text, turns, self.embedder)
+        timings["guard"] = round((time.perf_counter() - t) * 1000, 2)
+        if guard is not None:
+            return done(dict(decision=guard.decision, text=guard.message_text, reason=guard.reason))
+
+        retriever = self.retriever  # one index for the whole turn, even mid-swap
+        t = time.perf_counter()
+        query = retriever.prepare_query(text, turns)
+        hits = retriever.search_prepared(query)
+        timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
+
+        t = time.perf_counter()
+        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings)
+        if verdict.decision != Decision.ANSWER:
+            timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
+            return done(dict(decision=verdict.decision, text=verdict.message_text, reason=verdict.reason,
+                             retrieved=tuple(hits), query=query))
+        reply_text, citations = answer.compose_answer(query, hits, self.embedder, self.settings)
+        if truncated:
+            reply_text = ("(Your message was long, so I read only its first "
+                          f"{MAX_MESSAGE_CHARS} characters.)\n\n" + reply_text)
+        timings["compose"] = round((time.perf_counter() - t) * 1000, 2)
+        return done(dict(decision=Decision.ANSWER, text=reply_text, citations=tuple(citations),
+                         retrieved=tuple(hits), reason=verdict.reason, query=query))

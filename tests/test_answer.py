@@ -1,0 +1,122 @@
+"""The extractive composer: every quoted sentence is verbatim from the chunk it cites."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from assistant.answer import LEAD_IN, LEAD_IN_PERSONAL, answer_body, compose_answer, is_personal
+from assistant.guardrails import FOLLOW_UP
+from assistant.schema import Chunk, Hit
+from assistant.settings import Settings
+
+_MARKED = re.compile(r"(.+?) \[(\d+)\](?: |$)")
+
+TEXTS = [
+    "The VMO attaches to your kneecap (patella) in a 55-degree angle on the top inside edge. "
+    "The VMO is part of the strong quadriceps muscle group popularly called the quads. "
+    "The VMO's most crucial role is to pull the kneecap medially (indoors).",
+    "20 cc's of swelling in the knee essentially shut down the VMO. "
+    "It takes 80 cc's to close down the vastus lateralis.",
+    "The ideal exercise for your VMO is kicking a soccer ball. "
+    "Kicking the ball with the inside of your foot is a fantastic warm-up exercise.",
+]
+
+
+def _hits(texts=TEXTS) -> list[Hit]:
+    return [Hit(Chunk(f"doc#{i}", "doc", "The VMO", "vmo.txt", t, 0, len(t), 40), 1.0 / i, i, 0.6)
+            for i, t in enumerate(texts, 1)]
+
+
+def quoted(text: str) -> list[tuple[str, int]]:
+    """(sentence, marker) pairs of a composed reply's body."""
+    body = answer_body(text)
+    pairs = _MARKED.findall(body)
+    assert " ".join(f"{s} [{n}]" for s, n in pairs) == body, "body is not only marked sentences"
+    return [(s, int(n)) for s, n in pairs]
+
+
+def check_reply(text, citations, max_sentences):
+    assert text.endswith(FOLLOW_UP) and "physiotherapist or doctor" in text
+    pairs = quoted(text)
+    assert 1 <= len(pairs) <= max_sentences
+    by_n = {c.n: c for c in citations}
+    # markers 1..k, numbered in order of first use, each with a citation
+    first_use = list(dict.fromkeys(n for _, n in pairs))
+    assert first_use == list(range(1, len(first_use) + 1)) == sorted(by_n)
+    for sentence, n in pairs:
+        assert sentence in by_n[n].text  # verbatim from the cited chunk
+        assert any(by_n[n].text[s:e] == sentence for s, e in by_n[n].highlights)
+    for c in citations:  # every highlight is a sentence the reply used
+        used = {s for s, n in pairs if n == c.n}
+        assert {c.text[s:e] for s, e in c.highlights} == used
+
+
+@pytest.mark.parametrize("question", [
+    "What does the VMO do?",
+    "how much swelling shuts down the VMO",
+    "what exercise is best for the VMO",
+])
+@pytest.mark.parametrize("max_sentences", [1, 2, 4])
+def test_composed_reply_is_verbatim_and_cited(hash_embedder, question, max_sentences):
+    settings = Settings(max_answer_sentences=max_sentences)
+    text, citations = compose_answer(question, _hits(), hash_embedder, settings)
+    check_reply(text, citations, max_sentences)
+
+
+def test_the_best_matching_sentence_is_used(hash_embedder):
+    text, citations = compose_answer("how many cc of swelling shut down the VMO", _hits(), hash_embedder,
+                                     Settings(max_answer_sentences=1))
+    assert quoted(text) == [("20 cc's of swelling in the knee essentially shut down the VMO.", 1)]
+    assert citations[0].chunk_id == "doc#2"
+
+
+def test_duplicate_sentences_from_overlapping_chunks_are_quoted_once(hash_embedder):
+    overlap = [TEXTS[1], TEXTS[1].split(". ")[1] + " The VMO is a quad muscle on the inside."]
+    text, _ = compose_answer("VMO swelling cc", _hits(overlap), hash_embedder, Settings())
+    sentences = [s for s, _ in quoted(text)]
+    assert len(sentences) == len(set(sentences))
+
+
+@pytest.mark.parametrize("question, personal", [
+    ("do I have a weak VMO?", True),
+    ("Could I have a kneecap problem", True),
+    ("is my VMO weak", True),
+    ("what does the VMO do", False),
+    ("why does my knee pop on stairs", False),
+])
+def test_personal_questions_get_general_information_framing(hash_embedder, question, personal):
+    assert is_personal(question) is personal
+    text, _ = compose_answer(question, _hits(), hash_embedder, Settings())
+    assert text.startswith(LEAD_IN_PERSONAL if personal else LEAD_IN)
+    assert "you have" not in answer_body(text).lower()
+
+
+def test_no_hits_is_an_error(hash_embedder):
+    with pytest.raises(ValueError, match="at least one retrieved passage"):
+        compose_answer("what does the VMO do", [], hash_embedder, Settings())
+
+
+def test_passages_without_sentences_are_an_error(hash_embedder):
+    with pytest.raises(ValueError, match="no sentence to quote|none of the retrieved passages"):
+        compose_answer("what does the VMO do", _hits(["VMO", "Knee."]), hash_embedder, Settings())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question, evidence", [
+    ("What does the VMO do?", "pull the kneecap medially"),
+    ("how much swelling shuts down the VMO", "20 cc"),
+    ("what is the best exercise for the VMO", "soccer ball"),
+    ("do I have a weak VMO?", "VMO"),
+    ("why are women more prone to kneecap problems", "female"),
+])
+def test_real_retrieval_and_model(seed_index, real_embedder, question, evidence):
+    from assistant.index import load_index
+    from assistant.retrieval import Retriever
+
+    retriever = Retriever(load_index(seed_index.index_dir, real_embedder.model_name), real_embedder, seed_index)
+    hits = retriever.search(question)
+    text, citations = compose_answer(question, hits, real_embedder, seed_index)
+    check_reply(text, citations, seed_index.max_answer_sentences)
+    assert evidence.lower() in answer_body(text).lower()
