@@ -9,6 +9,7 @@ are L2-normalised: inner product then equals cosine similarity.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -45,6 +46,12 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+#: Small batches (a turn's query, a few words) go through a cache of this many
+#: recent texts: one turn asks for the same query vector in several stages.
+CACHE_SIZE = 4096
+CACHE_MAX_BATCH = 64
+
+
 class Embedder:
     """A sentence-transformers model, loaded once on first use; thread-safe."""
 
@@ -54,6 +61,17 @@ class Embedder:
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Put known vectors (e.g. the index's sentence vectors) in the cache."""
+        with self._cache_lock:
+            for text, vec in zip(texts, vectors):
+                self._cache[text] = np.asarray(vec, dtype=np.float32)
+                self._cache.move_to_end(text)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
 
     @property
     def model(self):
@@ -106,6 +124,23 @@ class Embedder:
         """
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) <= CACHE_MAX_BATCH and progress is None:
+            return self._encode_cached(list(texts))
+        return self._encode(texts, progress)
+
+    def _encode_cached(self, texts: list[str]) -> np.ndarray:
+        with self._cache_lock:
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in found:
+                self._cache.move_to_end(t)
+        todo = list(dict.fromkeys(t for t in texts if t not in found))
+        if todo:
+            fresh = self._encode(todo, None)
+            self.remember(todo, fresh)
+            found.update(zip(todo, fresh))
+        return np.vstack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+    def _encode(self, texts: Sequence[str], progress) -> np.ndarray:
         out = []
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start:start + self.batch_size])

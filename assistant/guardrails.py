@@ -478,10 +478,17 @@ class Guardrails:
         dense = best_dense(query, top, self.embedder)
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
         words = content_words(query)
-        found = [w for w in words if _term_in(w, passages)]
+        found = [w for w in words if _term_in(w, passages) or _lay_term_in(w, passages)]
         coverage = len(found) / len(words) if words else 0.0
         ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
         scores["coverage"] = round(coverage, 3)
+        if not ok and found and dense is not None and dense >= s.lexical_min:
+            # A specific term of the question ("McConnell", "adductor") is in
+            # the passages: the collection speaks of it, so it is in scope.
+            found_keys = [w for w in self.key_terms(found, topic) if len(w) >= 4]
+            if found_keys:
+                ok = True
+                scores["found_terms"] = found_keys
         if not ok:
             return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope", out_of_scope_text(topic), scores)
         missing = self.key_terms([w for w in words if w not in found], topic)
@@ -516,6 +523,16 @@ def _stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word
+
+
+def _lay_term_in(term: str, passages: str) -> bool:
+    """Is a collection word for this patient word (data/lay_terms.yaml) in ``passages``?"""
+    from .retrieval import expand_lay_terms
+
+    expanded = expand_lay_terms(term)
+    if expanded == term:
+        return False
+    return any(_term_in(w, passages) for w in content_words(expanded[len(term):]))
 
 
 def _term_in(term: str, passages: str) -> bool:

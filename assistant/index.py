@@ -7,6 +7,8 @@ Layout of an index directory (``index/`` by default)::
         manifest.json       model, dimension, chunking, documents, checksums
         chunks.jsonl        one Chunk per line, row i = vector i
         vectors.npy         float32 unit vectors (the source for updates)
+        sentences.npy       float32 unit vectors of each chunk's sentences
+        sentence_spans.npy  (chunk row, start, end) of each sentence vector
         dense.faiss         FAISS index over the vectors (inner product)
         bm25/               bm25s lexical index over the chunk texts
     .lock                   held while a build runs
@@ -39,7 +41,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .chunking import chunk_document
+from .chunking import chunk_document, split_sentences
 from .documents import Corpus, Skipped, load_corpus
 from .errors import (BuildInProgressError, IndexCorruptError, IndexMismatchError,
                      IndexNotFoundError)
@@ -54,6 +56,17 @@ GEN_PREFIX = "gen-"
 #: Exact search up to this many vectors; an approximate index beyond. Flat
 #: inner-product search over 200k x 384 floats is ~20 ms on 2 cores.
 EXACT_SEARCH_MAX = 200_000
+
+#: Beyond EXACT_SEARCH_MAX an inverted-file (IVF) index: HNSW takes ~75 s per
+#: 100k vectors to build on 2 cores (~20 min at 1M, and every update rebuilds
+#: it), IVF about 1.5 min at 1M. Its nprobe is tuned at build time to reach
+#: this recall@10 against exact search (a margin over the 0.95 goal).
+IVF_RECALL_TARGET = 0.97
+
+#: Sentence vectors (a chunk scores by its best sentence as well as as a
+#: whole, which finds the passage for a question that one sentence answers)
+#: are kept up to this many chunks; beyond, only whole-chunk vectors.
+SENTENCE_VECTORS_MAX = 200_000
 
 #: Files whose full checksum is verified on load; larger ones by size only,
 #: so a million-chunk index still opens quickly.
@@ -92,25 +105,60 @@ def build_bm25(texts: Sequence[str]):
 def make_faiss_index(vectors: np.ndarray, kind: str = "auto"):
     """A FAISS inner-product index over unit vectors (cosine similarity).
 
-    ``kind``: ``flat`` (exact), ``hnsw`` (approximate, for large
-    collections) or ``auto`` (exact up to :data:`EXACT_SEARCH_MAX` vectors).
+    ``kind``: ``flat`` (exact), ``ivf`` or ``hnsw`` (approximate, for large
+    collections) or ``auto`` (exact up to :data:`EXACT_SEARCH_MAX` vectors,
+    IVF beyond).
     """
     import faiss
 
     n, dim = vectors.shape
     if kind == "auto":
-        kind = "flat" if n <= EXACT_SEARCH_MAX else "hnsw"
-    if kind == "flat":
+        kind = "flat" if n <= EXACT_SEARCH_MAX else "ivf"
+    if kind == "flat" or (kind == "ivf" and n < 2 * 39):  # too few vectors to train on
         index = faiss.IndexFlatIP(dim)
+    elif kind == "ivf":
+        nlist = max(1, min(int(2 * np.sqrt(n)), n // 39))  # faiss wants >= 39 training points a list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)
+        index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = 128
     else:
-        raise ValueError(f"index kind {kind!r} is not one of auto, flat, hnsw")
+        raise ValueError(f"index kind {kind!r} is not one of auto, flat, ivf, hnsw")
     if n:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    if hasattr(index, "nprobe") and n:
+        index.nprobe = tune_nprobe(index, vectors)
     return index
+
+
+def tune_nprobe(index, vectors: np.ndarray, target: float = IVF_RECALL_TARGET, queries: int = 200,
+                k: int = 10) -> int:
+    """The smallest nprobe whose recall@k against exact search reaches ``target``.
+
+    Stored vectors serve as queries (each one's own row left out), so the
+    setting follows this collection's own shape; faiss saves it in the file.
+    """
+    import faiss
+
+    rng = np.random.default_rng(1)
+    rows = rng.choice(len(vectors), min(queries, len(vectors)), replace=False)
+    q = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    _, exact = faiss.knn(q, np.ascontiguousarray(vectors, dtype=np.float32), k + 1,
+                         metric=faiss.METRIC_INNER_PRODUCT)
+    truth = [[r for r in t if r != own][:k] for t, own in zip(exact, rows)]
+    nprobe = 8
+    while nprobe < index.nlist:
+        index.nprobe = nprobe
+        _, got = index.search(q, k + 1)
+        got = [[r for r in g if r != own][:k] for g, own in zip(got, rows)]
+        recall = np.mean([len(set(g) & set(t)) / max(1, len(t)) for g, t in zip(got, truth)])
+        if recall >= target:
+            return nprobe
+        nprobe *= 2
+    return int(index.nlist)
 
 
 # --------------------------------------------------------------------------
@@ -127,6 +175,8 @@ class Index:
     vectors: np.ndarray
     dense: object  # faiss.Index
     bm25: object  # bm25s.BM25
+    sentence_vectors: np.ndarray | None = None  # (S, dim)
+    sentence_spans: np.ndarray | None = None  # (S, 3): chunk row, start, end in chunk text
 
     @property
     def model(self) -> str:
@@ -164,6 +214,37 @@ class Index:
             return []
         return [float(x) for x in self.vectors[np.asarray(rows)] @ np.asarray(query_vector, dtype=np.float32)]
 
+    def sentence_search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(row, best sentence cosine) of the k chunks whose best sentence is
+        nearest the query, best first; empty without sentence vectors."""
+        if self.sentence_vectors is None or not len(self.sentence_vectors):
+            return []
+        sims = self.sentence_vectors @ np.asarray(query_vector, dtype=np.float32)
+        take = min(len(sims), 4 * k)
+        top = np.argpartition(-sims, take - 1)[:take]
+        best: dict[int, float] = {}
+        for j in top[np.argsort(-sims[top])]:
+            best.setdefault(int(self.sentence_spans[j, 0]), float(sims[j]))
+        return list(best.items())[:k]
+
+    def row_of(self, chunk_id: str) -> int | None:
+        """The row of a chunk id, or None."""
+        if not hasattr(self, "_rows"):
+            self._rows = {c.chunk_id: i for i, c in enumerate(self.chunks)}
+        return self._rows.get(chunk_id)
+
+    def sentences_of(self, row: int) -> list[tuple[int, int, np.ndarray]]:
+        """(start, end, vector) of each sentence of chunk ``row`` (empty if none stored)."""
+        if self.sentence_spans is None or not len(self.sentence_spans):
+            return []
+        if not hasattr(self, "_sentence_rows"):
+            rows: dict[int, list[int]] = {}
+            for j, chunk_row in enumerate(self.sentence_spans[:, 0]):
+                rows.setdefault(int(chunk_row), []).append(j)
+            self._sentence_rows = rows
+        return [(int(self.sentence_spans[j, 1]), int(self.sentence_spans[j, 2]), self.sentence_vectors[j])
+                for j in self._sentence_rows.get(row, [])]
+
     def documents(self) -> list[dict]:
         """One row per indexed document: id, title, source, chunks, indexed_at."""
         return [dict(doc_id=doc_id, **info) for doc_id, info in self.manifest["documents"].items()]
@@ -187,8 +268,9 @@ def current_generation(index_dir: Path | str) -> Path:
     return gen
 
 
-def read_manifest(index_dir: Path | str) -> dict:
-    gen = current_generation(index_dir)
+def read_manifest(index_dir: Path | str, gen: Path | None = None) -> dict:
+    """The manifest of ``gen`` (default: the live generation of ``index_dir``)."""
+    gen = current_generation(index_dir) if gen is None else gen
     path = gen / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -209,10 +291,22 @@ def load_index(index_dir: Path | str, model: str | None = None) -> Index:
         model: the embedding model the caller will query with; a different
             one recorded in the manifest is an :class:`IndexMismatchError`.
     """
+    for attempt in range(3):
+        gen = current_generation(index_dir)
+        try:
+            return _load_generation(index_dir, gen, model)
+        except IndexCorruptError:
+            # A build may switch CURRENT and prune this generation while we
+            # read it: that is no corruption, so read the new live one.
+            if attempt == 2 or current_generation(index_dir) == gen:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _load_generation(index_dir: Path | str, gen: Path, model: str | None) -> Index:
     import faiss
 
-    gen = current_generation(index_dir)
-    manifest = read_manifest(index_dir)
+    manifest = read_manifest(index_dir, gen)  # this generation's, not whatever CURRENT says now
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexMismatchError(
@@ -226,6 +320,8 @@ def load_index(index_dir: Path | str, model: str | None = None) -> Index:
                   (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
         vectors = np.load(gen / "vectors.npy", mmap_mode="r" if _size(gen / "vectors.npy") > CHECKSUM_MAX_BYTES else None)
         dense = faiss.read_index(str(gen / "dense.faiss"))
+        sentence_vectors = np.load(gen / "sentences.npy")
+        sentence_spans = np.load(gen / "sentence_spans.npy")
         import bm25s
 
         bm25 = bm25s.BM25.load(str(gen / "bm25"), show_progress=False, verbosity=0) if chunks else None
@@ -238,7 +334,11 @@ def load_index(index_dir: Path | str, model: str | None = None) -> Index:
             f"{dense.ntotal} in FAISS, manifest says {n}): {REBUILD_HINT}")
     if vectors.ndim != 2 or (n and vectors.shape[1] != manifest.get("dimension")):
         raise IndexCorruptError(f"index {gen}/vectors.npy has the wrong shape {vectors.shape}: {REBUILD_HINT}")
-    return Index(gen, manifest, chunks, vectors, dense, bm25)
+    if (sentence_spans.ndim != 2 or len(sentence_spans) != len(sentence_vectors)
+            or (len(sentence_spans) and (sentence_spans[:, 0].max() >= len(chunks)
+                                         or sentence_vectors.shape[1] != vectors.shape[1]))):
+        raise IndexCorruptError(f"index {gen}/ sentence vectors do not match its chunks: {REBUILD_HINT}")
+    return Index(gen, manifest, chunks, vectors, dense, bm25, sentence_vectors, sentence_spans)
 
 
 def _size(path: Path) -> int:
@@ -301,7 +401,8 @@ class BuildReport:
 
 
 def chunk_settings(settings) -> dict:
-    return {"max_tokens": settings.chunk_max_tokens, "overlap_sentences": settings.chunk_overlap_sentences}
+    return {"max_tokens": settings.chunk_max_tokens, "overlap_sentences": settings.chunk_overlap_sentences,
+            "sentence_vectors": bool(settings.sentence_vectors)}
 
 
 @contextmanager
@@ -377,7 +478,7 @@ def build_index(
                 note = "model or chunking settings changed: re-embedded everything"
                 old = None
 
-        reuse: dict[str, tuple[list[Chunk], np.ndarray]] = {}
+        reuse: dict[str, tuple[list[Chunk], np.ndarray, list]] = {}
         old_docs: dict = {}
         if old is not None:
             old_docs = old.manifest["documents"]
@@ -388,7 +489,8 @@ def build_index(
                 info = old_docs.get(doc.doc_id)
                 if info and info["content_hash"] == doc.content_hash:
                     rows = rows_by_doc.get(doc.doc_id, [])
-                    reuse[doc.doc_id] = ([old.chunks[r] for r in rows], np.asarray(old.vectors[rows]))
+                    reuse[doc.doc_id] = ([old.chunks[r] for r in rows], np.asarray(old.vectors[rows]),
+                                         [old.sentences_of(r) for r in rows])
 
         if (old is not None and len(reuse) == len(docs) == len(old_docs)
                 and [s.path for s in corpus.skipped] == [s["path"] for s in old.manifest.get("skipped", [])]):
@@ -409,29 +511,46 @@ def build_index(
                 to_embed.extend(chunks)
             progress("chunking", i + 1, len(docs))
 
+        with_sentences = settings.sentence_vectors and (
+            len(to_embed) + sum(len(r[0]) for r in reuse.values()) <= SENTENCE_VECTORS_MAX)
+        new_sentences = [(i, s, e) for i, c in enumerate(to_embed) for s, e in split_sentences(c.text)] \
+            if with_sentences else []
+        total = len(to_embed) + len(new_sentences)
         done = 0
 
         def tick(n: int) -> None:
             nonlocal done
             done += n
-            progress("embedding", done, len(to_embed))
+            progress("embedding", done, total)
 
-        progress("embedding", 0, len(to_embed))
+        progress("embedding", 0, total)
         new_vectors = embedder.encode([c.text for c in to_embed], progress=tick)
+        new_sentence_vectors = embedder.encode([to_embed[i].text[s:e] for i, s, e in new_sentences], progress=tick)
+        sentences_by_new_chunk: dict[int, list] = {}
+        for (i, s, e), vec in zip(new_sentences, new_sentence_vectors):
+            sentences_by_new_chunk.setdefault(i, []).append((s, e, vec))
 
         all_chunks: list[Chunk] = []
         parts: list[np.ndarray] = []
+        sentence_rows: list[tuple[int, int, int]] = []
+        sentence_vecs: list[np.ndarray] = []
         offset = 0
         now = _now()
         documents: dict[str, dict] = {}
         for doc, chunks in per_doc:
             if chunks is None:
-                chunks, vecs = reuse[doc.doc_id]
+                chunks, vecs, sents = reuse[doc.doc_id]
                 indexed_at = old_docs[doc.doc_id]["indexed_at"]
             else:
                 vecs = new_vectors[offset:offset + len(chunks)]
+                sents = [sentences_by_new_chunk.get(offset + j, []) for j in range(len(chunks))]
                 offset += len(chunks)
                 indexed_at = now
+            if with_sentences:
+                for j, chunk_sents in enumerate(sents):
+                    for s, e, vec in chunk_sents:
+                        sentence_rows.append((len(all_chunks) + j, s, e))
+                        sentence_vecs.append(vec)
             all_chunks.extend(chunks)
             parts.append(vecs.reshape(len(chunks), -1) if len(chunks) else np.zeros((0, embedder.dimension), np.float32))
             documents[doc.doc_id] = {"title": doc.title, "source": doc.source, "content_hash": doc.content_hash,
@@ -439,7 +558,11 @@ def build_index(
         vectors = np.vstack(parts).astype(np.float32) if parts else np.zeros((0, embedder.dimension), np.float32)
 
         progress("writing", 0, 1)
-        gen = _write_generation(index_dir, settings, embedder, all_chunks, vectors, documents, corpus.skipped)
+        sentences = (np.vstack(sentence_vecs).astype(np.float32) if sentence_vecs
+                     else np.zeros((0, embedder.dimension), np.float32),
+                     np.asarray(sentence_rows, dtype=np.int64).reshape(-1, 3))
+        gen = _write_generation(index_dir, settings, embedder, all_chunks, vectors, documents, corpus.skipped,
+                                sentences)
         progress("writing", 1, 1)
 
         old_ids = set(old_docs)
@@ -459,7 +582,8 @@ def _now() -> str:
 
 
 def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], vectors: np.ndarray,
-                      documents: dict, skipped: Sequence[Skipped]) -> Path:
+                      documents: dict, skipped: Sequence[Skipped],
+                      sentences: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Write a complete generation beside the live one, then switch to it."""
     import faiss
 
@@ -470,6 +594,10 @@ def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], 
         for chunk in chunks:
             f.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
     np.save(tmp / "vectors.npy", vectors)
+    if sentences is None:
+        sentences = (np.zeros((0, vectors.shape[1]), np.float32), np.zeros((0, 3), np.int64))
+    np.save(tmp / "sentences.npy", sentences[0])
+    np.save(tmp / "sentence_spans.npy", sentences[1])
     dense = make_faiss_index(vectors)
     faiss.write_index(dense, str(tmp / "dense.faiss"))
     if chunks:

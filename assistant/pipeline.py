@@ -106,6 +106,18 @@ class Assistant:
         """Load the model and run one query so the first user waits less."""
         self.respond("What does the VMO do?")
 
+    def _remember_sentences(self, index, hits) -> None:
+        """Hand the composer the index's sentence vectors of the hits, so it
+        does not embed those sentences again."""
+        remember = getattr(self.embedder, "remember", None)
+        if remember is None:
+            return
+        for hit in hits:
+            row = index.row_of(hit.chunk.chunk_id)
+            sentences = index.sentences_of(row) if row is not None else []
+            if sentences:
+                remember([hit.chunk.text[s:e] for s, e, _ in sentences], [v for _, _, v in sentences])
+
     def respond(self, message, history: Sequence[Turn | dict] = ()) -> Reply:
         """Run one guarded turn; never raises for any user input."""
         from . import answer, guardrails
@@ -125,7 +137,7 @@ class Assistant:
         text = text[:MAX_MESSAGE_CHARS]
 
         t = time.perf_counter()
-        guard = guardrails.pre_retrieval_check(text, turns, self.embedder)
+        guard = guardrails.pre_retrieval_check(text, turns, self.embedder, topic=self.settings.topic)
         timings["guard"] = round((time.perf_counter() - t) * 1000, 2)
         if guard is not None:
             return done(dict(decision=guard.decision, text=guard.message_text, reason=guard.reason))
@@ -142,7 +154,15 @@ class Assistant:
             timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
             return done(dict(decision=verdict.decision, text=verdict.message_text, reason=verdict.reason,
                              retrieved=tuple(hits), query=query))
-        reply_text, citations = answer.compose_answer(query, hits, self.embedder, self.settings)
+        self._remember_sentences(retriever.index, hits)
+        if self.settings.generator:
+            from .generator import generate_answer
+
+            generated = generate_answer(query, hits, self.embedder, self.settings)
+            reply_text, citations = generated.text, generated.citations
+            timings["generated"] = float(generated.generated)
+        else:
+            reply_text, citations = answer.compose_answer(query, hits, self.embedder, self.settings)
         if truncated:
             reply_text = ("(Your message was long, so I read only its first "
                           f"{MAX_MESSAGE_CHARS} characters.)\n\n" + reply_text)

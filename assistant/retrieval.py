@@ -11,6 +11,11 @@ selectable for comparison. Before searching, the question is
    to the model's tokenizer (so "kneecp" becomes "kneecap", but "shoulder"
    stays "shoulder").
 
+Dense scoring looks at a chunk as a whole and at its best sentence (both
+are in the index), so a question that one sentence answers finds its passage.
+The lexical side also searches the collection's words for the patients' words
+in the question (``data/lay_terms.yaml``: "gives way" adds "buckles").
+
 Every hit carries its cosine similarity to the query (``dense_score``), even
 when only BM25 found it, so guardrails can judge evidence on one scale.
 """
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 from .schema import Hit, Turn
@@ -81,6 +88,35 @@ def _as_turn(turn) -> Turn:
     return Turn(str(turn.get("role", "")), str(turn.get("content", "")))
 
 
+LAY_TERMS_PATH = Path(__file__).with_name("data") / "lay_terms.yaml"
+
+#: Weight of the best sentence against the whole chunk in dense scoring.
+SENTENCE_WEIGHT = 0.5
+
+
+@lru_cache(maxsize=4)
+def load_lay_terms(path: str = str(LAY_TERMS_PATH)) -> tuple[tuple[re.Pattern, str], ...]:
+    """(pattern over the "said" phrases, the collection's "terms") per entry."""
+    import yaml
+
+    entries = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    out = []
+    for i, entry in enumerate(entries):
+        said, terms = entry.get("said"), entry.get("terms")
+        if not isinstance(said, list) or not said or not isinstance(terms, str):
+            raise ValueError(f"{path}: entry {i + 1} needs a 'said' list and a 'terms' string")
+        phrases = sorted((str(p) for p in said), key=len, reverse=True)
+        out.append((re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.I), terms))
+    return tuple(out)
+
+
+def expand_lay_terms(query: str, lay_terms=None) -> str:
+    """``query`` plus the collection's words for the patients' words in it."""
+    lay_terms = load_lay_terms() if lay_terms is None else lay_terms
+    extra = [terms for pattern, terms in lay_terms if pattern.search(query)]
+    return f"{query} {' '.join(extra)}" if extra else query
+
+
 def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None,
          k: int = 60) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion of several rankings of the same items.
@@ -113,10 +149,15 @@ class Speller:
         def fix(match: re.Match) -> str:
             word = match.group(0)
             low = word.lower()
-            if len(low) < 4 or low in self.vocabulary or low in self.known_words or low in _FUNCTION_WORDS:
+            # Short words are too easy to "correct" into another word (gout -> out).
+            if len(low) < 5 or low in self.vocabulary or low in self.known_words or low in _FUNCTION_WORDS:
                 return word
+            cutoff = 1 if len(low) < 8 else 2
             best = process.extractOne(low, self.vocabulary, scorer=DamerauLevenshtein.distance,
-                                      score_cutoff=1 if len(low) < 6 else 2)
+                                      score_cutoff=cutoff)
+            if best is None:  # a common word the collection does not use ("strenghten")
+                best = process.extractOne(low, self.known_words, scorer=DamerauLevenshtein.distance,
+                                          score_cutoff=cutoff)
             return best[0] if best else word
 
         return _WORD.sub(fix, text)
@@ -141,7 +182,7 @@ class Retriever:
             known = set()
             tokenizer = getattr(getattr(self.embedder, "model", None), "tokenizer", None)
             if tokenizer is not None:
-                known = {w for w in tokenizer.get_vocab() if w.isalpha()}
+                known = {w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii()}
             self._speller = Speller(frozenset(vocab), frozenset(known))
         return self._speller
 
@@ -168,11 +209,11 @@ class Retriever:
             return []
         fetch = max(k, self.settings.fetch_k)
         qvec = self.embedder.encode_query(query) if query_vector is None else query_vector
-        dense = index.dense_search(qvec, fetch) if mode in ("hybrid", "dense") else []
-        lexical = index.bm25_search(query, fetch) if mode in ("hybrid", "bm25") else []
+        dense = self._dense(qvec, fetch) if mode in ("hybrid", "dense") else []
+        lexical = index.bm25_search(expand_lay_terms(query), fetch) if mode in ("hybrid", "bm25") else []
         bm25_by_row = dict(lexical)
         if mode == "dense":
-            ranked = [(row, score) for row, score in dense]
+            ranked = dense
         elif mode == "bm25":
             ranked = list(lexical)
         else:
@@ -184,3 +225,21 @@ class Retriever:
         return [Hit(chunk=index.chunks[row], score=float(score), rank=rank,
                     dense_score=cos, bm25_score=bm25_by_row.get(row))
                 for rank, ((row, score), cos) in enumerate(zip(ranked, cosines), 1)]
+
+    def _dense(self, qvec, fetch: int) -> list[tuple[int, float]]:
+        """Chunks ranked by a mix of whole-chunk and best-sentence cosine."""
+        index = self.index
+        whole = dict(index.dense_search(qvec, fetch))
+        best_sentence = dict(index.sentence_search(qvec, fetch))
+        if not best_sentence:
+            return sorted(whole.items(), key=lambda kv: -kv[1])
+        rows = list(dict.fromkeys([*whole, *best_sentence]))
+        chunk_cos = index.cosine(qvec, rows)
+        sentence_cos = [best_sentence.get(r) for r in rows]
+        missing = [i for i, v in enumerate(sentence_cos) if v is None]
+        for i in missing:  # found as a whole but its best sentence was not in the top
+            sents = index.sentences_of(rows[i])
+            sentence_cos[i] = max((float(v @ qvec) for _, _, v in sents), default=chunk_cos[i])
+        mixed = [(row, SENTENCE_WEIGHT * sc + (1 - SENTENCE_WEIGHT) * cc)
+                 for row, sc, cc in zip(rows, sentence_cos, chunk_cos)]
+        return sorted(mixed, key=lambda kv: -kv[1])

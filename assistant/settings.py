@@ -32,8 +32,9 @@ class Settings:
     model: str = DEFAULT_MODEL  # packaged:..., a local path, or a hub id
     device: str = "cpu"
     batch_size: int = 32
-    chunk_max_tokens: int = 96  # hard cap; must fit the model's window
+    chunk_max_tokens: int = 128  # hard cap; must fit the model's window
     chunk_overlap_sentences: int = 1
+    sentence_vectors: bool = True  # also embed each sentence (finer retrieval)
     strict: bool = False  # unreadable corpus file fails the build
 
     # Retrieval

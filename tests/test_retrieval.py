@@ -55,6 +55,13 @@ def test_speller_fixes_typos_but_not_real_words():
     assert speller.correct("wat excersises for my kneecp") == "wat exercises for my kneecap"
     assert speller.correct("my shoulder hurts") == "my shoulder hurts"
     assert speller.correct("sweling going downstars") == "swelling going downstairs"
+    assert speller.correct("gout") == "gout"  # too short to correct safely
+    assert speller.correct("strenghten my kneecap") == "strenghten my kneecap"  # no target word known
+
+
+def test_speller_falls_back_to_the_model_vocabulary():
+    speller = Speller(frozenset({"kneecap"}), frozenset({"strengthen", "knee"}))
+    assert speller.correct("how to strenghten it") == "how to strengthen it"
 
 
 @pytest.fixture(scope="module")
