@@ -518,11 +518,18 @@ get got also really still even much many way thing things lot its im ive dont ca
 tell know want like help ask thing something anything bit work works mean means happen happens""".split())
 
 
+_STEMMER = None
+
+
 def _stem(word: str) -> str:
-    for suffix in ("ings", "ing", "ies", "es", "ed", "s", "ly", "er"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+    """Snowball (Porter 2) stem: "swelling" -> "swell", and "shoulder" stays
+    "shoulder" (a suffix-stripper would make it "should")."""
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return _STEMMER.stemWord(word)
 
 
 def _lay_term_in(term: str, passages: str) -> bool:

@@ -90,6 +90,8 @@ def _as_turn(turn) -> Turn:
 
 LAY_TERMS_PATH = Path(__file__).with_name("data") / "lay_terms.yaml"
 
+DENSE_SCORE_USES_SENTENCES = True
+
 #: Weight of the best sentence against the whole chunk in dense scoring.
 SENTENCE_WEIGHT = 0.5
 
@@ -142,6 +144,15 @@ class Speller:
     vocabulary: frozenset[str]
     known_words: frozenset[str]
 
+    def __post_init__(self):
+        import Stemmer
+
+        self._stem = Stemmer.Stemmer("english").stemWord
+        # sorted, so that ties between equally close words break the same way every run
+        self._vocab = tuple(sorted(self.vocabulary))
+        self._known = tuple(sorted(self.known_words))
+        self._stems = frozenset(self._stem(w) for w in (*self._vocab, *self._known))
+
     def correct(self, text: str) -> str:
         from rapidfuzz import process
         from rapidfuzz.distance import DamerauLevenshtein
@@ -152,12 +163,14 @@ class Speller:
             # Short words are too easy to "correct" into another word (gout -> out).
             if len(low) < 5 or low in self.vocabulary or low in self.known_words or low in _FUNCTION_WORDS:
                 return word
+            if self._stem(low) in self._stems:  # an inflection of a known word ("buckling")
+                return word
             cutoff = 1 if len(low) < 8 else 2
-            best = process.extractOne(low, self.vocabulary, scorer=DamerauLevenshtein.distance,
+            best = process.extractOne(low, self._vocab, scorer=DamerauLevenshtein.distance,
                                       score_cutoff=cutoff)
             if best is None:  # a common word the collection does not use ("strenghten")
-                best = process.extractOne(low, self.known_words, scorer=DamerauLevenshtein.distance,
-                                          score_cutoff=cutoff)
+                best = process.extractOne(low, self._known, scorer=DamerauLevenshtein.distance,
+                                          score_cutoff=1)
             return best[0] if best else word
 
         return _WORD.sub(fix, text)
@@ -222,6 +235,11 @@ class Retriever:
         ranked = ranked[:k]
         rows = [row for row, _ in ranked]
         cosines = index.cosine(qvec, rows)
+        if DENSE_SCORE_USES_SENTENCES:
+            # A passage answers a question as well as its best sentence does:
+            # a long passage should not look less relevant for being long.
+            cosines = [max([c] + [float(v @ qvec) for _, _, v in index.sentences_of(row)])
+                       for row, c in zip(rows, cosines)]
         return [Hit(chunk=index.chunks[row], score=float(score), rank=rank,
                     dense_score=cos, bm25_score=bm25_by_row.get(row))
                 for rank, ((row, score), cos) in enumerate(zip(ranked, cosines), 1)]
