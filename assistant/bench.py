@@ -52,7 +52,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
-QUICK_SIZES = (2_000, 10_000)
+QUICK_SIZES = (2_000, 5_000)
 
 #: Targets from issue 5; each figure in bench.json says whether it met its target.
 TURN_RATIO_TARGET = 1.5
@@ -314,7 +314,8 @@ def forget_texts(embedder) -> None:
 
 
 def bench_turn_latency(settings, embedder, index_dir: Path, rounds: int = 5,
-                       questions: Sequence[str] = IN_SCOPE_QUESTIONS, profile_to: Path | None = None) -> dict:
+                       questions: Sequence[str] = IN_SCOPE_QUESTIONS, profile_to: Path | None = None,
+                       thread_check: bool = True) -> dict:
     """Warm respond() against the floor (one encode + one FAISS search), same loop.
 
     Warm means the model, the index and the guardrails' example vectors are
@@ -369,6 +370,8 @@ def bench_turn_latency(settings, embedder, index_dir: Path, rounds: int = 5,
     # Query encoding by torch thread count (a latency-bound, one-text batch).
     by_threads = {}
     try:
+        if not thread_check:
+            raise ImportError("skipped")
         import torch
 
         default_threads = torch.get_num_threads()
@@ -447,7 +450,8 @@ def _wall(cmd: Sequence[str], env: dict | None = None, timeout: float = 300) -> 
 HEAVY_MODULES = ("torch", "sentence_transformers", "transformers", "faiss", "bm25s", "gradio", "matplotlib")
 
 
-def bench_startup(settings, index_dir: Path, runs: int = 5, question: str = IN_SCOPE_QUESTIONS[0]) -> dict:
+def bench_startup(settings, index_dir: Path, runs: int = 5, question: str = IN_SCOPE_QUESTIONS[0],
+                  first_reply: bool = True) -> dict:
     """--help wall time and imports; a fresh process's time to its first reply."""
     cmd = _cli_command()
     help_times = []
@@ -473,14 +477,14 @@ def bench_startup(settings, index_dir: Path, runs: int = 5, question: str = IN_S
 
     env = dict(os.environ, KNEE_INDEX_DIR=str(index_dir), KNEE_CORPUS_DIR=str(settings.corpus_dir))
     first = []
-    for _ in range(max(1, runs // 2)):
+    for _ in range(max(1, runs // 2) if first_reply else 0):
         secs, proc = _wall(cmd + ["ask", "--json", question], env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"ask exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
         first.append(secs)
     decision = ""
     try:
-        decision = json.loads(proc.stdout).get("decision", "")
+        decision = json.loads(proc.stdout).get("decision", "") if first else ""
     except ValueError:
         pass
     return {
@@ -488,7 +492,8 @@ def bench_startup(settings, index_dir: Path, runs: int = 5, question: str = IN_S
         "help_s": {"p50": _r(percentile(help_times, 50), 3), "min": _r(min(help_times), 3), "runs": runs},
         "help_imports_heavy": heavy, "help_imports_torch": "torch" in imported,
         "help_slowest_imports_ms": {k: round(v / 1000, 1) for k, v in slowest},
-        "first_reply_s": {"p50": _r(percentile(first, 50), 2), "min": _r(min(first), 2), "runs": len(first)},
+        "first_reply_s": {"p50": _r(percentile(first, 50), 2), "min": _r(min(first), 2) if first else None,
+                          "runs": len(first)},
         "first_reply_decision": decision,
         "met": "torch" not in imported,
     }
@@ -867,6 +872,8 @@ class Plan:
     startup_runs: int
     build_docs: int
     concurrency: bool
+    first_reply: bool = True
+    questions: int = len(IN_SCOPE_QUESTIONS)
 
 
 def plan_for(sizes: Sequence[int] | None, quick: bool) -> Plan:
@@ -875,7 +882,8 @@ def plan_for(sizes: Sequence[int] | None, quick: bool) -> Plan:
         if any(s < 100 for s in sizes):
             raise ValueError(f"sizes must be at least 100 chunks each, got {list(sizes)}")
     if quick:
-        return Plan(tuple(sizes or QUICK_SIZES), turn_rounds=2, startup_runs=2, build_docs=30, concurrency=False)
+        return Plan(tuple(sizes or QUICK_SIZES), turn_rounds=1, startup_runs=2, build_docs=6, concurrency=False,
+                    first_reply=False, questions=5)
     return Plan(tuple(sizes or DEFAULT_SIZES), turn_rounds=5, startup_runs=5, build_docs=120, concurrency=True)
 
 
@@ -889,8 +897,8 @@ def run_bench(settings, out_dir: str | Path, sizes: Sequence[int] | None = None,
         out_dir: output folder (created).
         sizes: chunk counts for the scale benchmark (default 10k, 100k, 1M;
             with ``quick``, 2k and 10k).
-        quick: a smoke run (< 1 min): small sizes, few repetitions, no
-            concurrency.
+        quick: a smoke run (about half a minute on an idle 2-core machine):
+            small sizes, few repetitions, no first-reply or concurrency.
         embedder: the embedder to use (default: the settings' model).
         log: called with one progress line at a time (default: stderr).
         keep_work: keep the work folder (indexes) under ``out_dir/work``.
@@ -933,8 +941,10 @@ def run_bench(settings, out_dir: str | Path, sizes: Sequence[int] | None = None,
     seed_settings = settings.replace(index_dir=str(seed_index))
     section("seed_index", lambda: build_index(seed_settings, embedder).to_json())
     section("turn_latency", lambda: bench_turn_latency(settings, embedder, seed_index, plan.turn_rounds,
-                                                       profile_to=out / "turn_profile.txt"))
-    section("startup", lambda: bench_startup(settings, seed_index, plan.startup_runs))
+                                                       IN_SCOPE_QUESTIONS[:plan.questions],
+                                                       profile_to=out / "turn_profile.txt",
+                                                       thread_check=not quick))
+    section("startup", lambda: bench_startup(settings, seed_index, plan.startup_runs, first_reply=plan.first_reply))
     section("build", lambda: bench_build(settings, embedder, work, plan.build_docs,
                                          corpus_sentences(settings.corpus_path)))
     section("scale", lambda: {"sizes": bench_scale(plan.sizes, work, log, keep=keep_work)})
@@ -978,8 +988,8 @@ def headline(results: dict) -> list[str]:
                      f"{'met' if t['met'] else 'MISSED'}")
     s = results.get("startup", {})
     if "help_s" in s:
-        lines.append(f"--help {s['help_s']['p50']} s (torch imported: {s['help_imports_torch']}); "
-                     f"first reply {s['first_reply_s']['p50']} s")
+        first = f"{s['first_reply_s']['p50']} s" if s["first_reply_s"]["runs"] else "not measured (--quick)"
+        lines.append(f"--help {s['help_s']['p50']} s (torch imported: {s['help_imports_torch']}); first reply {first}")
     b = results.get("build", {})
     if "ratio" in b:
         lines.append(f"build {b['build_chunks_per_s']} chunks/s vs encode {b['encode_chunks_per_s']} chunks/s: "
