@@ -10,6 +10,9 @@ Guarantees:
 - every sentence between the lead-in and the closing line is a verbatim
   substring of the chunk its marker cites, so the answer is grounded by
   construction;
+- a sentence that reads as instructions to an assistant or as dosing
+  advice (the refusal rules' patterns) is never quoted, whatever document
+  it comes from;
 - markers are numbered 1, 2, ... in order of first use, one number per
   distinct chunk, and each has a :class:`~assistant.schema.Citation` whose
   ``highlights`` are the spans of the sentences used, inside the chunk text.
@@ -23,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .chunking import split_sentences
-from .guardrails import FOLLOW_UP, _stem, content_words
+from .guardrails import FOLLOW_UP, _stem, content_words, unsafe_to_quote
 from .schema import Citation, Hit
 
 LEAD_IN = "Here is what the collection says:"
@@ -63,6 +66,8 @@ def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, int, str]]:
             sentence = text[start:end]
             key = " ".join(sentence.split()).lower()
             if key in seen or len(sentence.split()) < MIN_WORDS:
+                continue
+            if unsafe_to_quote(sentence):  # instructions or doses planted in a document
                 continue
             seen.add(key)
             out.append((h_i, start, end, sentence))

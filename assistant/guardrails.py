@@ -322,16 +322,48 @@ class Guardrails:
 
     # -- cached example vectors
 
+    #: Where example vectors are kept between runs (set by the Assistant to a
+    #: folder of the index); None keeps them in memory only.
+    cache_dir: Path | None = None
+
     def _bank(self, key: str, texts: Sequence[str], labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
         bank = self._vectors.get(key)
         if bank is None:
             with self._lock:
                 bank = self._vectors.get(key)
                 if bank is None:
-                    vecs = self.embedder.encode(list(texts)) if texts else np.zeros((0, 1), np.float32)
+                    vecs = self._cached_encode(list(texts)) if texts else np.zeros((0, 1), np.float32)
                     bank = (np.asarray(vecs, dtype=np.float32), list(labels))
                     self._vectors[key] = bank
         return bank
+
+    def _cached_encode(self, texts: list[str]) -> np.ndarray:
+        """Encode, reusing vectors saved by an earlier run for the same model
+        and the same texts (so a restart does not re-embed every example)."""
+        if self.cache_dir is None:
+            return self.embedder.encode(texts)
+        import hashlib
+        import os
+
+        digest = hashlib.sha256("\n".join([str(getattr(self.embedder, "model_name", ""))] + texts)
+                                .encode("utf-8")).hexdigest()[:20]
+        path = Path(self.cache_dir) / f"guard-{digest}.npy"
+        try:
+            vecs = np.load(path)
+            if vecs.shape[0] == len(texts):
+                return vecs
+        except (OSError, ValueError):
+            pass  # missing or damaged: embed again
+        vecs = np.asarray(self.embedder.encode(texts), dtype=np.float32)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+            with open(tmp, "wb") as f:
+                np.save(f, vecs)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only index folder only costs the cache
+        return vecs
 
     def _examples(self, rules: RuleSet) -> tuple[np.ndarray, list[str]]:
         texts, labels = [], []
@@ -530,6 +562,27 @@ def _stem(word: str) -> str:
 
         _STEMMER = Stemmer.Stemmer("english")
     return _STEMMER.stemWord(word)
+
+
+_QUOTE_BLOCKING_RULES = ("prompt_injection", "medication", "prescription")
+
+
+def unsafe_to_quote(sentence: str, rules: RuleSet | None = None) -> str | None:
+    """The refusal rule a document sentence trips, if it must not be quoted.
+
+    A document may carry instructions aimed at an assistant ("ignore previous
+    instructions ...") or dosing advice; the composer must not repeat them as
+    the collection's advice. Pattern rules only (no model needed).
+    """
+    rules = rules or default_rules()[1]
+    norm = _respell(normalize(sentence), rules.spelling)
+    raw = unicodedata.normalize("NFKC", sentence).lower()
+    for rule in rules.rules:
+        if rule.id in _QUOTE_BLOCKING_RULES:
+            for group in rule.patterns:
+                if all(p.search(norm) or p.search(raw) for p in group):
+                    return rule.id
+    return None
 
 
 def _lay_term_in(term: str, passages: str) -> bool:

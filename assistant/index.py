@@ -47,7 +47,7 @@ from .errors import (BuildInProgressError, IndexCorruptError, IndexMismatchError
                      IndexNotFoundError)
 from .schema import Chunk, Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence vectors
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
@@ -707,8 +707,9 @@ def index_status(settings, corpus_paths: Sequence[Path | str] | None = None,
     """
     index_dir = str(settings.index_path)
     try:
-        manifest = read_manifest(settings.index_path)
-        _verify_files(current_generation(settings.index_path), manifest)
+        gen = current_generation(settings.index_path)  # read CURRENT once: a build may switch it
+        manifest = read_manifest(settings.index_path, gen)
+        _verify_files(gen, manifest)
     except IndexNotFoundError:
         return Status(index_dir, exists=False, problem="no index built yet")
     except (IndexCorruptError, IndexMismatchError) as exc:
@@ -725,7 +726,7 @@ def index_status(settings, corpus_paths: Sequence[Path | str] | None = None,
     if manifest.get("chunking") != chunk_settings(settings):
         settings_changed.append(f"chunking {manifest.get('chunking')} -> {chunk_settings(settings)}")
     return Status(
-        index_dir, exists=True, generation=current_generation(settings.index_path).name,
+        index_dir, exists=True, generation=gen.name,
         built_at=manifest.get("built_at", ""), model=manifest.get("model", ""),
         documents=len(indexed), chunks=manifest.get("counts", {}).get("chunks", 0),
         added=tuple(sorted(d.source for i, d in current.items() if i not in indexed)),

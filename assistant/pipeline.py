@@ -69,6 +69,12 @@ class Assistant:
         self.embedder = embedder or Embedder(settings.model, settings.device, settings.batch_size)
         self._lock = threading.Lock()
         self._retriever = None
+        from pathlib import Path
+
+        from .guardrails import guardrails_for
+
+        # Guardrail example vectors are kept beside the index between runs.
+        guardrails_for(self.embedder).cache_dir = Path(settings.index_dir) / "cache"
         if index is not None:
             self._install(index)
 
