@@ -13,6 +13,8 @@ Guarantees:
 - a sentence that reads as instructions to an assistant or as dosing
   advice (the refusal rules' patterns) is never quoted, whatever document
   it comes from;
+- the best sentence of the best-ranked passage is always quoted (when two
+  or more sentences are allowed);
 - markers are numbered 1, 2, ... in order of first use, one number per
   distinct chunk, and each has a :class:`~assistant.schema.Citation` whose
   ``highlights`` are the spans of the sentences used, inside the chunk text.
@@ -113,6 +115,12 @@ def compose_answer(question: str, hits: Sequence[Hit], embedder, settings) -> tu
     best = float(scores.max())
     order = np.argsort(-scores, kind="stable")
     chosen = [int(i) for i in order[:limit] if scores[i] >= RELATIVE_FLOOR * best or i == order[0]]
+    # Retrieval ranks passages with more evidence than one sentence's score
+    # (BM25, the whole passage, the best sentence): always quote the top
+    # passage's best sentence, in place of the weakest pick if need be.
+    from_top = [int(i) for i in order if cands[i][0] == 0]
+    if limit >= 2 and from_top and from_top[0] not in chosen:
+        chosen = chosen[: limit - 1] + [from_top[0]]
     # Read in the passages' own order: by passage rank, then position.
     chosen.sort(key=lambda i: (cands[i][0], cands[i][1]))
 

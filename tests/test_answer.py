@@ -120,3 +120,12 @@ def test_real_retrieval_and_model(seed_index, real_embedder, question, evidence)
     text, citations = compose_answer(question, hits, real_embedder, seed_index)
     check_reply(text, citations, seed_index.max_answer_sentences)
     assert evidence.lower() in answer_body(text).lower()
+
+
+def test_the_top_ranked_passage_is_always_quoted(hash_embedder):
+    # The question matches passage 2 best, but retrieval ranked passage 1 first:
+    # its best sentence is quoted too, so the top passage is always cited.
+    text, citations = compose_answer("how many cc of swelling shut down the VMO", _hits(), hash_embedder,
+                                     Settings(max_answer_sentences=2))
+    assert citations[0].chunk_id == _hits()[0].chunk.chunk_id
+    assert any(c.chunk_id == "doc#2" for c in citations)
