@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     # Our own messages at INFO; the libraries' (faiss, httpx, ...) only when they matter.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("assistant").setLevel(logging.INFO)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG
     try:
         from assistant.webapp import serve
 

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the benchmarks and write bench.json and bench.md.")
     p.add_argument("--out", default="bench-out", metavar="DIR", help="output folder (default: bench-out/)")
     p.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    p.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                   help="collection sizes (chunks) for the scale section (default: 10000 100000 1000000)")
     _common(p, retrieval=True)
 
     p = sub.add_parser("serve", help="start the web chat (same as python app.py)")
@@ -339,11 +341,14 @@ def cmd_eval(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        def f(value, digits=3):  # a figure with nothing to measure is None
+            return "n/a" if value is None else f"{value:.{digits}f}"
+
         print(f"{summary['passed']}/{summary['cases']} passed; decision accuracy "
-              f"{summary['decision_accuracy']:.3f}; recall@1 {summary['recall_at_k']['1']:.3f}, "
-              f"@3 {summary['recall_at_k']['3']:.3f}; MRR {summary['mrr']:.3f}; citation support "
-              f"{summary['citation_support']:.3f}; follow-up {summary['followup_rate']:.3f}; "
-              f"p50 {summary['latency_ms']['p50']:.0f} ms")
+              f"{f(summary['decision_accuracy'])}; recall@1 {f(summary['recall_at_k'].get('1'))}, "
+              f"@3 {f(summary['recall_at_k'].get('3'))}; MRR {f(summary['mrr'])}; citation support "
+              f"{f(summary['citation_support'])}; follow-up {f(summary['followup_rate'])}; "
+              f"p50 {f(summary['latency_ms'].get('p50'), 0)} ms")
         print(f"report: {Path(args.out) / 'summary.md'}")
     if args.thresholds:
         try:
@@ -362,7 +367,7 @@ def cmd_eval(args, settings: Settings) -> int:
 def cmd_bench(args, settings: Settings) -> int:
     from .bench import run_bench
 
-    run_bench(settings, args.out, quick=args.quick)
+    run_bench(settings, args.out, sizes=args.sizes, quick=args.quick)
     return 0
 
 
@@ -386,7 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, settings)
     except AssistantError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        problems = getattr(exc, "problems", None)
+        if problems and len(problems) > 1:  # one line: the first problem, and how many more
+            print(f"error: {problems[0]} (and {len(problems) - 1} more)", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
