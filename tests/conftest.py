@@ -7,6 +7,7 @@ tests use the real packaged all-MiniLM-L6-v2 model, which loads offline.
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,20 @@ from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_CORPUS = REPO / "corpus"
+
+# Shared by the web app tests (gradio_client and the browser).
+QUESTION = "What exercises help the VMO?"
+EMERGENCY = "I fell and can't put any weight on my knee"
+PASSWORD = "test-admin-pw"
+EVIL = ('Squats help <script>window.__pwned=1</script> the knee '
+        '<img src=x onerror="window.__pwned=2"> and *bold* [link](http://x) $$x$$.')
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def minimal_pdf(text: str) -> bytes:

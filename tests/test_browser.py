@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import EMERGENCY, EVIL, PASSWORD, QUESTION, free_port
 from assistant import webapp
 from assistant.schema import Citation, Decision, Reply
 
@@ -26,17 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 OUT = Path(__file__).resolve().parent.parent / "test-output"
 
-QUESTION = "What exercises help the VMO?"
-EMERGENCY = "I fell and can't put any weight on my knee"
-PASSWORD = "test-admin-pw"
-EVIL = ('Squats help <script>window.__pwned=1</script> the knee '
-        '<img src=x onerror="window.__pwned=2"> and *bold* [link](http://x) $$x$$.')
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - the CI image installs it
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)

@@ -10,27 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
+from conftest import EMERGENCY, EVIL, PASSWORD, QUESTION, free_port
 from assistant import webapp
 from assistant.index import build_lock, load_index
 from assistant.schema import Citation, Decision, Reply
 
-EMERGENCY = "I fell and can't put any weight on my knee"
-QUESTION = "What exercises help the VMO?"
-PASSWORD = "test-admin-pw"
-
-EVIL = ('Squats help <script>window.__pwned=1</script> the knee '
-        '<img src=x onerror="window.__pwned=2"> and *bold* [link](http://x) $$x$$.')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def evil_reply() -> Reply:
