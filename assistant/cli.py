@@ -252,9 +252,9 @@ def cmd_search(args, settings: Settings) -> int:
 
     if not args.batch and not args.question:
         raise AssistantError("give a QUESTION or --batch FILE.jsonl")
+    cases = load_batch(args.batch) if args.batch else []  # validate before loading anything heavy
     retriever = Assistant.from_settings(settings).retriever
     if args.batch:
-        cases = load_batch(args.batch)
         out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
         try:
             for case in cases:
