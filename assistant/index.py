@@ -47,7 +47,7 @@ from .errors import (BuildInProgressError, IndexCorruptError, IndexMismatchError
                      IndexNotFoundError)
 from .schema import Chunk, Document
 
-FORMAT_VERSION = 2  # 2: sentence vectors
+FORMAT_VERSION = 3  # 2: sentence vectors; 3: BM25 drops the longer (NLTK) English stop-word list
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
@@ -82,11 +82,15 @@ REBUILD_HINT = "run `knee-assistant index build` to rebuild it"
 
 
 def bm25_tokenize(texts: Sequence[str]):
-    """Lower-case, English stop words removed, Snowball-stemmed tokens."""
+    """Lower-case, English stop words removed, Snowball-stemmed tokens.
+
+    The stop-word list is NLTK's (bm25s ``en_plus``): question words such as
+    "what", "do", "about" would otherwise match unrelated passages.
+    """
     import bm25s
     import Stemmer
 
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=Stemmer.Stemmer("english"),
+    return bm25s.tokenize(list(texts), stopwords="en_plus", stemmer=Stemmer.Stemmer("english"),
                           show_progress=False)
 
 
@@ -226,6 +230,21 @@ class Index:
         for j in top[np.argsort(-sims[top])]:
             best.setdefault(int(self.sentence_spans[j, 0]), float(sims[j]))
         return list(best.items())[:k]
+
+    def chunk_share(self, words: Sequence[str]) -> dict[str, float]:
+        """For each word, the share of chunks that hold it (after the BM25
+        tokenizer's stemming); 0 for a word no chunk holds or a stop word."""
+        import Stemmer
+
+        stem = Stemmer.Stemmer("english").stemWord
+        vocab = getattr(self.bm25, "vocab_dict", None) or {}
+        indptr = self.bm25.scores["indptr"] if vocab else None
+        n = max(len(self.chunks), 1)
+        out = {}
+        for word in words:
+            token = vocab.get(stem(word.lower()))
+            out[word] = 0.0 if token is None else float(indptr[token + 1] - indptr[token]) / n
+        return out
 
     def row_of(self, chunk_id: str) -> int | None:
         """The row of a chunk id, or None."""

@@ -65,7 +65,7 @@ def is_followup(question: str) -> bool:
     return len(words) <= 2 and len(content_words(q)) <= 1
 
 
-def resolve_followup(question: str, history: Sequence[Turn | dict] = ()) -> str:
+def resolve_followup(question: str, history: Sequence[Turn | dict] = (), force: bool = False) -> str:
     """The text to search for: the question, joined with the previous user
     turn when the question is a follow-up.
 
@@ -73,7 +73,7 @@ def resolve_followup(question: str, history: Sequence[Turn | dict] = ()) -> str:
     'why does my knee buckle? and how do I fix that?'
     """
     users = [t for t in (_as_turn(t) for t in history) if t.role == "user" and t.content.strip()]
-    if not users or not is_followup(question):
+    if not users or not (force or is_followup(question)):
         return question
     previous = users[-1].content.strip()
     # A chain of follow-ups ("and that?" after "and why?") reaches further back.
@@ -91,6 +91,10 @@ def _as_turn(turn) -> Turn:
 LAY_TERMS_PATH = Path(__file__).with_name("data") / "lay_terms.yaml"
 
 DENSE_SCORE_USES_SENTENCES = True
+
+#: A question with history whose best sentence cosine is below this does not
+#: stand alone: it is read together with the previous user turn.
+STANDALONE_MIN = 0.45
 
 #: Weight of the best sentence against the whole chunk in dense scoring.
 SENTENCE_WEIGHT = 0.5
@@ -113,10 +117,51 @@ def load_lay_terms(path: str = str(LAY_TERMS_PATH)) -> tuple[tuple[re.Pattern, s
 
 
 def expand_lay_terms(query: str, lay_terms=None) -> str:
-    """``query`` plus the collection's words for the patients' words in it."""
+    """``query`` plus the collection's words for the patients' words in it.
+
+    Only words the query does not already hold (by stem) are added, so a word
+    that is its own collection term ("exercise") is not counted twice.
+    """
     lay_terms = load_lay_terms() if lay_terms is None else lay_terms
     extra = [terms for pattern, terms in lay_terms if pattern.search(query)]
-    return f"{query} {' '.join(extra)}" if extra else query
+    if not extra:
+        return query
+    stem = _stemmer()
+    have = {stem(w.lower()) for w in _WORD.findall(query)}
+    new = []
+    for word in " ".join(extra).split():
+        key = stem(word.lower())
+        if key not in have:
+            have.add(key)
+            new.append(word)
+    return f"{query} {' '.join(new)}" if new else query
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english").stemWord
+
+
+def combine(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, float]],
+            dense_weight: float = 0.7, bm25_weight: float = 0.3) -> list[tuple[int, float]]:
+    """Convex combination of dense and BM25 scores (best first).
+
+    Dense scores are cosines (already on a fixed scale); BM25 scores are
+    divided by the best BM25 score of the query, so both lie in [0, 1]. An
+    item missing from a list scores 0 there. Unlike rank fusion, a passage
+    far ahead on one side keeps that lead (Bruch et al., "An Analysis of
+    Fusion Functions for Hybrid Retrieval", 2023).
+    """
+    total = dense_weight + bm25_weight
+    wd, wb = dense_weight / total, bm25_weight / total
+    top = max((score for _, score in lexical), default=0.0)
+    scores: dict[int, float] = {row: wd * max(score, 0.0) for row, score in dense}
+    if top > 0:
+        for row, score in lexical:
+            scores[row] = scores.get(row, 0.0) + wb * score / top
+    return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
 def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None,
@@ -200,8 +245,28 @@ class Retriever:
         return self._speller
 
     def prepare_query(self, question: str, history: Sequence[Turn | dict] = ()) -> str:
-        """Follow-up resolution, then spelling correction."""
-        return self.speller.correct(resolve_followup(question, history))
+        """Follow-up resolution, then spelling correction.
+
+        Besides the follow-ups :func:`is_followup` sees ("and why?"), a
+        question that does not stand alone is read with the previous user
+        turn: nothing in the collection is close to it on its own (best
+        sentence cosine below :data:`STANDALONE_MIN`) and it is not
+        off-topic ("how far down do I go" after "how do I do wall slides").
+        """
+        question = self.speller.correct(question)
+        resolved = resolve_followup(question, history)
+        if resolved == question and history and not self._stands_alone(question):
+            resolved = resolve_followup(question, history, force=True)
+        return self.speller.correct(resolved)
+
+    def _stands_alone(self, question: str) -> bool:
+        from .guardrails import guardrails_for
+
+        best = self.index.sentence_search(self.embedder.encode_query(question), 1) if len(self.index) else []
+        if best and best[0][1] >= STANDALONE_MIN:
+            return True
+        on, off = guardrails_for(self.embedder).topic_scores(question, self.settings.topic)
+        return off > on
 
     def search(self, question: str, history: Sequence[Turn | dict] = (), k: int | None = None,
                mode: str | None = None) -> list[Hit]:
@@ -222,16 +287,20 @@ class Retriever:
             return []
         fetch = max(k, self.settings.fetch_k)
         qvec = self.embedder.encode_query(query) if query_vector is None else query_vector
-        dense = self._dense(qvec, fetch) if mode in ("hybrid", "dense") else []
         lexical = index.bm25_search(expand_lay_terms(query), fetch) if mode in ("hybrid", "bm25") else []
         bm25_by_row = dict(lexical)
         if mode == "dense":
-            ranked = dense
+            ranked = self._dense(qvec, fetch)
         elif mode == "bm25":
             ranked = list(lexical)
-        else:
+        elif self.settings.fusion == "rrf":
+            dense = self._dense(qvec, fetch)
             ranked = fuse([[r for r, _ in dense], [r for r, _ in lexical]],
                           [self.settings.dense_weight, self.settings.bm25_weight], self.settings.rrf_k)
+        else:
+            # every candidate of either side gets its dense score, so the sum is fair
+            dense = self._dense(qvec, fetch, extra_rows=[r for r, _ in lexical])
+            ranked = combine(dense, lexical, self.settings.dense_weight, self.settings.bm25_weight)
         ranked = ranked[:k]
         rows = [row for row, _ in ranked]
         cosines = index.cosine(qvec, rows)
@@ -244,20 +313,23 @@ class Retriever:
                     dense_score=cos, bm25_score=bm25_by_row.get(row))
                 for rank, ((row, score), cos) in enumerate(zip(ranked, cosines), 1)]
 
-    def _dense(self, qvec, fetch: int) -> list[tuple[int, float]]:
-        """Chunks ranked by a mix of whole-chunk and best-sentence cosine."""
+    def _dense(self, qvec, fetch: int, extra_rows: Sequence[int] = ()) -> list[tuple[int, float]]:
+        """Chunks ranked by a mix of whole-chunk and best-sentence cosine:
+        the ``fetch`` nearest by either, plus ``extra_rows``."""
         index = self.index
         whole = dict(index.dense_search(qvec, fetch))
         best_sentence = dict(index.sentence_search(qvec, fetch))
-        if not best_sentence:
-            return sorted(whole.items(), key=lambda kv: -kv[1])
-        rows = list(dict.fromkeys([*whole, *best_sentence]))
+        rows = list(dict.fromkeys([*whole, *best_sentence, *extra_rows]))
+        if not rows:
+            return []
         chunk_cos = index.cosine(qvec, rows)
+        if not best_sentence:
+            return sorted(zip(rows, chunk_cos), key=lambda kv: -kv[1])
         sentence_cos = [best_sentence.get(r) for r in rows]
-        missing = [i for i, v in enumerate(sentence_cos) if v is None]
-        for i in missing:  # found as a whole but its best sentence was not in the top
-            sents = index.sentences_of(rows[i])
-            sentence_cos[i] = max((float(v @ qvec) for _, _, v in sents), default=chunk_cos[i])
+        for i, value in enumerate(sentence_cos):
+            if value is None:  # its best sentence was not among the nearest: score it here
+                sents = index.sentences_of(rows[i])
+                sentence_cos[i] = max((float(v @ qvec) for _, _, v in sents), default=chunk_cos[i])
         mixed = [(row, SENTENCE_WEIGHT * sc + (1 - SENTENCE_WEIGHT) * cc)
                  for row, sc, cc in zip(rows, sentence_cos, chunk_cos)]
         return sorted(mixed, key=lambda kv: -kv[1])

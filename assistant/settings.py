@@ -20,6 +20,7 @@ ENV_PREFIX = "KNEE_"
 DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
 
 RETRIEVERS = ("hybrid", "dense", "bm25")
+FUSIONS = ("convex", "rrf")
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,10 @@ class Settings:
     retriever: str = "hybrid"  # hybrid | dense | bm25
     k: int = 5
     fetch_k: int = 50  # candidates each retriever contributes to fusion
+    fusion: str = "convex"  # convex (weighted sum of scores) | rrf (reciprocal rank fusion)
     rrf_k: int = 60
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    dense_weight: float = 0.7
+    bm25_weight: float = 0.3
 
     # Answering
     generator: str = ""  # empty: extractive composer; else a local path/id
@@ -66,6 +68,10 @@ class Settings:
             raise ValueError(
                 f"retriever {self.retriever!r} is not one of {', '.join(RETRIEVERS)}"
             )
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} is not one of {', '.join(FUSIONS)}")
+        if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight <= 0:
+            raise ValueError("dense_weight and bm25_weight must be 0 or more, and not both 0")
         for name in ("k", "fetch_k", "rrf_k", "batch_size", "chunk_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.index import build_index, load_index
-from assistant.retrieval import Retriever, Speller, fuse, is_followup, resolve_followup
+from assistant.retrieval import Retriever, Speller, combine, expand_lay_terms, fuse, is_followup, resolve_followup
 from assistant.schema import Turn
 from assistant.settings import Settings
 
@@ -24,6 +24,47 @@ def test_weighted_fusion_can_favour_one_ranking():
     assert fuse([[1, 2], [2, 1]], weights=[1.0, 2.0])[0][0] == 2
     with pytest.raises(ValueError, match="2 weights for 1 rankings"):
         fuse([[1]], weights=[1.0, 1.0])
+
+
+def test_convex_fusion_hand_computed():
+    # dense cosines as they are; BM25 divided by the query's best BM25 score
+    fused = combine([(1, 0.8), (2, 0.4)], [(2, 10.0), (3, 5.0)], dense_weight=0.7, bm25_weight=0.3)
+    scores = dict(fused)
+    assert scores[1] == pytest.approx(0.7 * 0.8)
+    assert scores[2] == pytest.approx(0.7 * 0.4 + 0.3 * 1.0)
+    assert scores[3] == pytest.approx(0.3 * 0.5)
+    assert [item for item, _ in fused] == [2, 1, 3]
+
+
+def test_convex_fusion_keeps_a_big_lead_that_rank_fusion_loses():
+    # item 1 is far ahead on dense and a close second on BM25: rank fusion
+    # sees only the ranks (a tie), the convex sum sees the margins
+    dense, lexical = [(1, 0.9), (2, 0.3)], [(2, 10.0), (1, 9.5)]
+    assert combine(dense, lexical, 0.5, 0.5)[0][0] == 1
+    assert dict(fuse([[1, 2], [2, 1]]))[1] == pytest.approx(dict(fuse([[1, 2], [2, 1]]))[2])
+
+
+def test_convex_fusion_weights_are_normalised_and_edge_cases():
+    assert combine([(1, 0.5)], [], 7, 3) == [(1, pytest.approx(0.35))]
+    assert combine([], [(4, 2.0)], 1, 1) == [(4, pytest.approx(0.5))]
+    assert combine([(1, -0.2)], [], 1, 0) == [(1, 0.0)]  # a negative cosine adds nothing
+
+
+def test_lay_terms_add_only_words_the_question_lacks():
+    assert expand_lay_terms("my knee gives way on the stairs").split()[-1] == "downstairs"
+    expanded = expand_lay_terms("best exercise for my kneecap")
+    assert expanded.lower().split().count("exercise") == 1
+    assert expanded.lower().split().count("kneecap") == 1
+    assert "patella" in expanded
+    assert expand_lay_terms("what is the weather") == "what is the weather"
+
+
+def test_fusion_setting_is_checked():
+    assert Settings().fusion == "convex"
+    with pytest.raises(ValueError, match="fusion 'max' is not one of convex, rrf"):
+        Settings(fusion="max")
+    with pytest.raises(ValueError, match="not both 0"):
+        Settings(dense_weight=0, bm25_weight=0)
 
 
 @pytest.mark.parametrize("question, expected", [
@@ -110,6 +151,29 @@ def test_followup_retrieves_with_the_earlier_question(seed_retriever):
     history = [Turn("user", "why does my knee give way and buckle?"), Turn("assistant", "...")]
     hits = seed_retriever.search("and how do i fix that?", history, k=5)
     assert any("exterior ridge" in h.chunk.text or "buckles" in h.chunk.text for h in hits[:3])
+
+
+@pytest.mark.slow
+def test_a_question_that_does_not_stand_alone_is_read_with_the_last_turn(seed_retriever):
+    history = [Turn("user", "how do i do wall slides"), Turn("assistant", "...")]
+    # no "it"/"that", yet nothing answers "how far down" on its own
+    assert seed_retriever.prepare_query("how far down do i go", history) == "how do i do wall slides how far down do i go"
+    hits = seed_retriever.search("how far down do i go", history, k=3)
+    assert "Wall slides" in hits[0].chunk.text
+    # a question that stands alone, or one that leaves the topic, is not joined
+    assert seed_retriever.prepare_query("where does the VMO attach", history) == "where does the VMO attach"
+    assert seed_retriever.prepare_query("what's the weather tomorrow", history) == "what's the weather tomorrow"
+
+
+@pytest.mark.slow
+def test_rrf_fusion_remains_selectable(seed_index, real_embedder):
+    index = load_index(seed_index.index_dir, real_embedder.model_name)
+    rrf = Retriever(index, real_embedder, seed_index.replace(fusion="rrf"))
+    convex = Retriever(index, real_embedder, seed_index)
+    question = "what is the best exersise for the vmo"
+    a, b = rrf.search(question, k=3), convex.search(question, k=3)
+    assert a[0].score < 0.05 < b[0].score  # 1/(60+r) sums against a weighted cosine
+    assert "kicking a soccer ball" in a[0].chunk.text and "kicking a soccer ball" in b[0].chunk.text
 
 
 @pytest.mark.slow
