@@ -137,7 +137,12 @@ class ScopeConfig:
     missing_term_max_dense: float = 0.7
     min_term_pieces: int = 3
     key_term_similarity: float = 0.62
+    key_term_min_similarity: float = 0.30
+    rare_term_max_share: float = 0.25
     top_passages: int = 5
+    generic_terms: tuple[str, ...] = ()
+    other_body_parts: tuple[str, ...] = ()
+    knee_region_terms: tuple[str, ...] = ()
 
 
 def _load_yaml(path: Path) -> dict:
@@ -245,11 +250,13 @@ def load_scope(path: Path | str) -> ScopeConfig:
     anchors = tuple(str(a) for a in data.get("anchors") or ())
     if not anchors:
         raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
-    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic"}
+    lists = ("generic_terms", "other_body_parts", "knee_region_terms")
+    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", *lists}
     unknown = set(th) - known
     if unknown:
         raise ValueError(f"{path}: unknown thresholds {sorted(unknown)}; valid ones are {sorted(known)}")
     return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
+                       **{name: tuple(str(w).lower() for w in data.get(name) or ()) for name in lists},
                        **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
 
 
@@ -488,32 +495,86 @@ class Guardrails:
     def key_terms(self, words: Sequence[str], topic: str) -> list[str]:
         """The words of ``words`` a passage must contain to answer the question.
 
-        A word is key when the model's tokenizer splits it into many pieces
-        (a technical or rare term: "glucosamine" = g+lu+cos+amine; short
-        acronyms such as "acl" = ac+l), or when the word alone is close to
-        the topic anchors (a medical word such as "ligament" or "arthritis").
+        A word is key when it is close to the topic anchors on its own (a
+        medical word such as "ligament" or "arthritis"), or when it is at
+        least loosely related to them (``key_term_min_similarity``) and the
+        model's tokenizer splits it into many pieces (a technical or rare
+        term: "glucosamine" = g+lu+cos+amine; short acronyms such as "acl" =
+        ac+l). The relation check keeps typos and slang ("shud", "lol")
+        from counting as terms the collection lacks; ``generic_terms``
+        (scope.yaml) never count.
         """
-        words = list(dict.fromkeys(words))
+        s = self.scope
+        words = [w for w in dict.fromkeys(words) if w not in s.generic_terms]
         if not words:
             return []
         pieces = self._pieces(words)
-        on, _ = self._bank("scope:on:" + topic, (topic,) + self.scope.anchors, ())
+        on, _ = self._bank("scope:on:" + topic, (topic,) + s.anchors, ())
         sims = (self.embedder.encode(words) @ on.T).max(axis=1)
         return [w for w, sim in zip(words, sims)
-                if pieces[w] >= self.scope.min_term_pieces or (pieces[w] == 2 and len(w) <= 5)
-                or sim >= self.scope.key_term_similarity]
+                if sim >= s.key_term_similarity
+                or (sim >= s.key_term_min_similarity
+                    and (pieces[w] >= s.min_term_pieces or (pieces[w] == 2 and len(w) <= 5)))]
 
-    def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str) -> GuardResult:
-        """answer / no_evidence / out_of_scope for a retrieved question."""
+    def other_body_part(self, words: Sequence[str], index=None) -> str | None:
+        """A body part the question names that the collection never mentions
+        ("neck", "wrist"), when the question names no part of the knee
+        region either; else None. Once editors add content on that part,
+        its word is in the collection and the rule no longer applies."""
+        s = self.scope
+        if any(w in s.knee_region_terms for w in words):
+            return None
+        named = [w for w in words if w in s.other_body_parts]
+        if not named:
+            return None
+        share = index.chunk_share(named) if index is not None and hasattr(index, "chunk_share") else {}
+        unknown = [w for w in named if share.get(w, 0.0) == 0.0]
+        return unknown[0] if unknown else None
+
+    def shared_rare_terms(self, words: Sequence[str], hits: Sequence[Hit], index) -> list[str]:
+        """Two or more of the question's words that are rare in the collection
+        (in at most ``rare_term_max_share`` of its chunks) and found together
+        in one retrieved passage, e.g. "tape" and "skin"; else []."""
+        if index is None or not hasattr(index, "chunk_share"):
+            return []
+        words = [w for w in words if len(w) >= 3 and w not in self.scope.generic_terms]
+        share = index.chunk_share(words)
+        rare = [w for w in words if 0 < share[w] <= self.scope.rare_term_max_share]
+        if len(rare) < 2:
+            return []
+        best: list[str] = []
+        for hit in hits:
+            text = normalize(hit.chunk.title + " " + hit.chunk.text)
+            found = [w for w in rare if _term_in(w, text) or _lay_term_in(w, text)]
+            if len(found) > len(best):
+                best = found
+        return best if len(best) >= 2 else []
+
+    def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str, index=None) -> GuardResult:
+        """answer / no_evidence / out_of_scope for a retrieved question.
+
+        ``index`` (optional) lets words that are rare in the collection and
+        meet in one passage count as evidence the embedding may miss ("the
+        tape makes my skin itchy" and "...if your skin becomes irritated").
+        """
         s = self.scope
         top = list(hits)[: s.top_passages]
         dense = best_dense(query, top, self.embedder)
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
         words = content_words(query)
+        elsewhere = self.other_body_part(words, index)
+        if elsewhere:
+            return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
+                               out_of_scope_text(topic), {"body_part": elsewhere})
         found = [w for w in words if _term_in(w, passages) or _lay_term_in(w, passages)]
         coverage = len(found) / len(words) if words else 0.0
         ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
         scores["coverage"] = round(coverage, 3)
+        shared = self.shared_rare_terms(words, top, index)
+        if shared:
+            scores["shared_terms"] = shared
+        if not ok and shared:
+            ok = True
         if not ok and found and dense is not None and dense >= s.lexical_min:
             # A specific term of the question ("McConnell", "adductor") is in
             # the passages: the collection speaks of it, so it is in scope.
@@ -526,7 +587,7 @@ class Guardrails:
         missing = self.key_terms([w for w in words if w not in found], topic)
         scores["missing_terms"] = missing
         d = -1.0 if dense is None else dense
-        if d < s.answer_min and not (coverage >= 1.0 and d >= s.lexical_min):
+        if d < s.answer_min and not (coverage >= 1.0 and d >= s.lexical_min) and not (shared and not missing):
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:dense={scores['dense']}",
                                no_evidence_text(topic), scores)
         if missing and d < s.missing_term_max_dense:
@@ -685,9 +746,10 @@ def pre_retrieval_check(message: str, history: Sequence[Turn] = (), embedder=Non
     return guardrails_for(embedder).pre_retrieval(message, history, topic)
 
 
-def post_retrieval_decision(query: str, hits: Sequence[Hit], embedder, settings) -> GuardResult:
-    """answer, no_evidence or out_of_scope, from the retrieved hits."""
-    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic)
+def post_retrieval_decision(query: str, hits: Sequence[Hit], embedder, settings, index=None) -> GuardResult:
+    """answer, no_evidence or out_of_scope, from the retrieved hits (and the
+    index they came from, for the collection's word statistics)."""
+    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic, index)
 
 
 def is_in_scope(query: str, best_chunk_score: float | None, embedder, settings) -> bool:

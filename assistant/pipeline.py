@@ -155,7 +155,7 @@ class Assistant:
         timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
 
         t = time.perf_counter()
-        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings)
+        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index)
         if verdict.decision != Decision.ANSWER:
             timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
             return done(dict(decision=verdict.decision, text=verdict.message_text, reason=verdict.reason,
