@@ -1,11 +1,13 @@
 """Find the passages that answer a question.
 
 Hybrid retrieval: dense (FAISS over MiniLM vectors) and lexical (BM25), fused
-by weighted reciprocal rank fusion. ``dense`` and ``bm25`` alone stay
-selectable for comparison. Before searching, the question is
+by a weighted sum of their scores (:func:`combine`; weighted reciprocal rank
+fusion, :func:`fuse`, stays selectable with ``fusion="rrf"``). ``dense`` and
+``bm25`` alone stay selectable for comparison. Before searching, the question is
 
 1. resolved against earlier user turns when it is a follow-up ("and how do
-   I fix that?" is searched together with the question it follows), and
+   I fix that?" is searched together with the question it follows; so is a
+   question nothing answers on its own, "how far down do I go"), and
 2. spell-corrected word by word against the collection's own vocabulary,
    only for words that are neither in the collection nor whole words known
    to the model's tokenizer (so "kneecp" becomes "kneecap", but "shoulder"
