@@ -23,6 +23,7 @@ Guarantees:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -63,17 +64,25 @@ def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, int, str]]:
     seen: set[str] = set()
     out = []
     for h_i, hit in enumerate(hits):
-        text = hit.chunk.text
-        for start, end in split_sentences(text):
-            sentence = text[start:end]
+        for start, end, sentence in _quotable(hit.chunk.text):
             key = " ".join(sentence.split()).lower()
-            if key in seen or len(sentence.split()) < MIN_WORDS:
-                continue
-            if unsafe_to_quote(sentence):  # instructions or doses planted in a document
-                continue
-            seen.add(key)
-            out.append((h_i, start, end, sentence))
+            if key not in seen:
+                seen.add(key)
+                out.append((h_i, start, end, sentence))
     return out
+
+
+@lru_cache(maxsize=4096)
+def _quotable(text: str) -> tuple[tuple[int, int, str], ...]:
+    """(start, end, sentence) of the sentences of a passage that may be
+    quoted: long enough, and not instructions or doses planted in a
+    document. Passages do not change, so this is worked out once each."""
+    out = []
+    for start, end in split_sentences(text):
+        sentence = text[start:end]
+        if len(sentence.split()) >= MIN_WORDS and not unsafe_to_quote(sentence):
+            out.append((start, end, sentence))
+    return tuple(out)
 
 
 def score_sentences(question: str, sentences: Sequence[str], embedder) -> np.ndarray:
