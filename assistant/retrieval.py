@@ -259,6 +259,11 @@ class Retriever:
         resolved = resolve_followup(question, history)
         if resolved == question and history and not self._stands_alone(question):
             resolved = resolve_followup(question, history, force=True)
+        if resolved != question:
+            # The earlier turn gives the topic, the new one what is asked about
+            # it ("how do I fix that?"): say the new one twice so its words
+            # weigh as much as the earlier turn's.
+            resolved = f"{resolved} {question}"
         return self.speller.correct(resolved)
 
     def _stands_alone(self, question: str) -> bool:

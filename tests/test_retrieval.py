@@ -157,7 +157,9 @@ def test_followup_retrieves_with_the_earlier_question(seed_retriever):
 def test_a_question_that_does_not_stand_alone_is_read_with_the_last_turn(seed_retriever):
     history = [Turn("user", "how do i do wall slides"), Turn("assistant", "...")]
     # no "it"/"that", yet nothing answers "how far down" on its own
-    assert seed_retriever.prepare_query("how far down do i go", history) == "how do i do wall slides how far down do i go"
+    # the new question is said twice, so its words weigh as much as the earlier turn's
+    assert (seed_retriever.prepare_query("how far down do i go", history)
+            == "how do i do wall slides how far down do i go how far down do i go")
     hits = seed_retriever.search("how far down do i go", history, k=3)
     assert "Wall slides" in hits[0].chunk.text
     # a question that stands alone, or one that leaves the topic, is not joined
