@@ -13,8 +13,8 @@ Guarantees:
 - a sentence that reads as instructions to an assistant or as dosing
   advice (the refusal rules' patterns) is never quoted, whatever document
   it comes from;
-- the best sentence of the best-ranked passage is always quoted (when two
-  or more sentences are allowed);
+- the best sentence of each of the two best-ranked passages is always
+  quoted (when two or more sentences are allowed);
 - markers are numbered 1, 2, ... in order of first use, one number per
   distinct chunk, and each has a :class:`~assistant.schema.Citation` whose
   ``highlights`` are the spans of the sentences used, inside the chunk text.
@@ -38,6 +38,10 @@ LEAD_IN_PERSONAL = ("I can't tell what is happening in your own knee, but here i
 
 #: Passages the composer reads sentences from (the best ones, by rank).
 TOP_HITS = 5
+#: The best sentence of each of this many top-ranked passages is always
+#: quoted (when two or more sentences are allowed): the second passage holds
+#: the answer often enough that quoting it lifts citation support.
+ALWAYS_QUOTE_TOP = 2
 #: Weight of word overlap next to cosine similarity when scoring a sentence.
 LEXICAL_WEIGHT = 0.25
 #: A sentence must score at least this share of the best sentence's score.
@@ -125,11 +129,16 @@ def compose_answer(question: str, hits: Sequence[Hit], embedder, settings) -> tu
     order = np.argsort(-scores, kind="stable")
     chosen = [int(i) for i in order[:limit] if scores[i] >= RELATIVE_FLOOR * best or i == order[0]]
     # Retrieval ranks passages with more evidence than one sentence's score
-    # (BM25, the whole passage, the best sentence): always quote the top
-    # passage's best sentence, in place of the weakest pick if need be.
-    from_top = [int(i) for i in order if cands[i][0] == 0]
-    if limit >= 2 and from_top and from_top[0] not in chosen:
-        chosen = chosen[: limit - 1] + [from_top[0]]
+    # (BM25, the whole passage, the best sentence): always quote the best
+    # sentence of each of the top passages, then the best of the rest.
+    must = []
+    for rank in range(ALWAYS_QUOTE_TOP):
+        from_hit = [int(i) for i in order if cands[i][0] == rank]
+        if from_hit:
+            must.append(from_hit[0])
+    if limit >= 2 and must:
+        must = must[:limit]
+        chosen = must + [i for i in chosen if i not in must][: limit - len(must)]
     # Read in the passages' own order: by passage rank, then position.
     chosen.sort(key=lambda i: (cands[i][0], cands[i][1]))
 

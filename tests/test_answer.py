@@ -129,3 +129,16 @@ def test_the_top_ranked_passage_is_always_quoted(hash_embedder):
                                      Settings(max_answer_sentences=2))
     assert citations[0].chunk_id == _hits()[0].chunk.chunk_id
     assert any(c.chunk_id == "doc#2" for c in citations)
+
+
+def test_the_two_top_ranked_passages_are_both_quoted(hash_embedder):
+    # The question matches passage 3 best; retrieval ranked 1 and 2 first.
+    # The best sentence of each of the top two is quoted, then the best match.
+    text, citations = compose_answer("what exercise is best, kicking a soccer ball?", _hits(), hash_embedder,
+                                     Settings(max_answer_sentences=3))
+    assert [c.chunk_id for c in citations][:2] == ["doc#1", "doc#2"]
+    assert "doc#3" in [c.chunk_id for c in citations]
+    # with room for only two sentences, the top two passages take both places
+    text, citations = compose_answer("what exercise is best, kicking a soccer ball?", _hits(), hash_embedder,
+                                     Settings(max_answer_sentences=2))
+    assert [c.chunk_id for c in citations] == ["doc#1", "doc#2"]
