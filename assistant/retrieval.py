@@ -201,9 +201,6 @@ class Speller:
         self._stems = frozenset(self._stem(w) for w in (*self._vocab, *self._known))
 
     def correct(self, text: str) -> str:
-        from rapidfuzz import process
-        from rapidfuzz.distance import DamerauLevenshtein
-
         def fix(match: re.Match) -> str:
             word = match.group(0)
             low = word.lower()
@@ -212,15 +209,28 @@ class Speller:
                 return word
             if self._stem(low) in self._stems:  # an inflection of a known word ("buckling")
                 return word
-            cutoff = 1 if len(low) < 8 else 2
-            best = process.extractOne(low, self._vocab, scorer=DamerauLevenshtein.distance,
-                                      score_cutoff=cutoff)
+            best = _closest(low, self._vocab, 1 if len(low) < 6 else 2)
             if best is None:  # a common word the collection does not use ("strenghten")
-                best = process.extractOne(low, self._known, scorer=DamerauLevenshtein.distance,
-                                          score_cutoff=1)
-            return best[0] if best else word
+                best = _closest(low, self._known, 1)
+            return best or word
 
         return _WORD.sub(fix, text)
+
+
+def _closest(word: str, choices: Sequence[str], cutoff: int) -> str | None:
+    """The choice nearest ``word`` by edit distance, at most ``cutoff`` edits
+    and at most a quarter of the longer word's letters beyond one edit
+    ("mcconel" -> "mcconnell", not "statin" -> "state"). Ties go to a choice
+    with the same first letter (typos seldom change it: "sholder" ->
+    "shoulder", not "holder"), then alphabetically."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    found = process.extract(word, choices, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff, limit=20)
+    found = [(c, d) for c, d, _ in found if d <= 1 or d / max(len(word), len(c)) <= 0.25]
+    if not found:
+        return None
+    return min(found, key=lambda cd: (cd[1], cd[0][:1] != word[:1], cd[0]))[0]
 
 
 class Retriever:

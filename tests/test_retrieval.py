@@ -100,6 +100,13 @@ def test_speller_fixes_typos_but_not_real_words():
     assert speller.correct("strenghten my kneecap") == "strenghten my kneecap"  # no target word known
 
 
+def test_speller_reaches_further_for_longer_words_but_not_too_far():
+    speller = Speller(frozenset({"mcconnell", "state", "kneecap"}), frozenset({"shoulder", "holder"}))
+    assert speller.correct("mcconel taping") == "mcconnell taping"  # 2 edits in 9 letters
+    assert speller.correct("statin") == "statin"  # 2 edits in 6 letters is another word
+    assert speller.correct("sholder") == "shoulder"  # a tie goes to the same first letter
+
+
 def test_speller_falls_back_to_the_model_vocabulary():
     speller = Speller(frozenset({"kneecap"}), frozenset({"strengthen", "knee"}))
     assert speller.correct("how to strenghten it") == "how to strengthen it"
