@@ -81,8 +81,10 @@ REBUILD_HINT = "run `knee-assistant index build` to rebuild it"
 # Lexical index
 
 
-def bm25_tokenize(texts: Sequence[str]):
-    """Lower-case, English stop words removed, Snowball-stemmed tokens.
+def bm25_tokenize(texts: Sequence[str], ids: bool = True):
+    """Lower-case, English stop words removed, Snowball-stemmed tokens
+    (bm25s ``Tokenized`` ids and vocabulary; with ``ids=False``, one list of
+    token strings per text).
 
     The stop-word list is NLTK's (bm25s ``en_plus``): question words such as
     "what", "do", "about" would otherwise match unrelated passages.
@@ -91,7 +93,7 @@ def bm25_tokenize(texts: Sequence[str]):
     import Stemmer
 
     return bm25s.tokenize(list(texts), stopwords="en_plus", stemmer=Stemmer.Stemmer("english"),
-                          show_progress=False)
+                          return_ids=ids, show_progress=False)
 
 
 def build_bm25(texts: Sequence[str]):
@@ -230,6 +232,27 @@ class Index:
         for j in top[np.argsort(-sims[top])]:
             best.setdefault(int(self.sentence_spans[j, 0]), float(sims[j]))
         return list(best.items())[:k]
+
+    def term_counts(self, rows: Sequence[int]) -> list["Counter[str]"]:
+        """Each chunk's BM25 terms (stemmed, stop words removed) with their
+        counts, for chunk ``rows``; worked out once per chunk and kept."""
+        from collections import Counter
+
+        cache = self.__dict__.setdefault("_term_counts", {})
+        todo = [r for r in dict.fromkeys(rows) if r not in cache]
+        if todo:
+            tokens = bm25_tokenize([self.chunks[r].text for r in todo], ids=False)
+            cache.update((r, Counter(t)) for r, t in zip(todo, tokens))
+        return [cache[r] for r in rows]
+
+    def rows_of_document(self, doc_id: str) -> list[int]:
+        """The rows of one document's chunks, in order."""
+        if "_doc_rows" not in self.__dict__:
+            rows: dict[str, list[int]] = {}
+            for i, c in enumerate(self.chunks):
+                rows.setdefault(c.doc_id, []).append(i)
+            self._doc_rows = rows
+        return self._doc_rows.get(doc_id, [])
 
     def chunk_share(self, words: Sequence[str]) -> dict[str, float]:
         """For each word, the share of chunks that hold it (after the BM25

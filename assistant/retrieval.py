@@ -166,6 +166,53 @@ def combine(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, flo
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
+#: The lexical side of hybrid search scores the chunks of this many best
+#: documents (by dense rank, and as many by BM25 rank) with those chunks' own
+#: word statistics; 0 scores every chunk with the whole index's statistics.
+POOL_DOCUMENTS = 3
+#: At most this many chunks are scored that way.
+POOL_MAX_CHUNKS = 1000
+
+
+def local_bm25(query: str, rows: Sequence[int], index, k1: float = 1.5, b: float = 0.75) -> list[tuple[int, float]]:
+    """BM25 (Lucene's variant, bm25s's defaults) of the chunk ``rows`` with word
+    statistics (document frequency, mean length) taken from those rows only.
+
+    Why: unrelated documents added to an index change BM25's statistics for
+    the subject's own passages. Words of the subject become rare overall,
+    so "knee" comes to weigh nearly as much as "tape", while everyday words
+    ("years", "number") become common and lose weight; the ranking among the
+    subject's passages shifts. Scored among the documents the question is
+    about, the subject's passages keep the contrast they had on their own.
+    With a small index whose documents are all in the pool, this is plain
+    BM25 over the index.
+    """
+    import math
+    from collections import Counter
+
+    from .index import bm25_tokenize
+
+    rows = list(dict.fromkeys(rows))
+    tok = bm25_tokenize([query]) if query.strip() else None
+    inv = {i: t for t, i in tok.vocab.items()} if tok else {}
+    q_list = [inv[i] for i in tok.ids[0]] if tok else []  # with repeats, as bm25s counts them
+    q_terms = set(q_list)
+    if not rows or not q_terms:
+        return []
+    docs = index.term_counts(rows)
+    n = len(docs)
+    avgdl = sum(sum(d.values()) for d in docs) / n or 1.0
+    df = Counter(t for d in docs for t in q_terms if t in d)
+    idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in q_terms}
+    out = []
+    for row, d in zip(rows, docs):
+        dl = sum(d.values())
+        score = sum(idf[t] * d[t] / (d[t] + k1 * (1 - b + b * dl / avgdl)) for t in q_list if t in d)
+        if score > 0:
+            out.append((row, score))
+    return sorted(out, key=lambda kv: -kv[1])
+
+
 def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None,
          k: int = 60) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion of several rankings of the same items.
@@ -317,6 +364,9 @@ class Retriever:
         else:
             # every candidate of either side gets its dense score, so the sum is fair
             dense = self._dense(qvec, fetch, extra_rows=[r for r, _ in lexical])
+            if POOL_DOCUMENTS:
+                lexical = self._lexical_in_pool(query, dense, lexical)
+                bm25_by_row = dict(lexical)
             ranked = combine(dense, lexical, self.settings.dense_weight, self.settings.bm25_weight)
         ranked = ranked[:k]
         rows = [row for row, _ in ranked]
@@ -329,6 +379,16 @@ class Retriever:
         return [Hit(chunk=index.chunks[row], score=float(score), rank=rank,
                     dense_score=cos, bm25_score=bm25_by_row.get(row))
                 for rank, ((row, score), cos) in enumerate(zip(ranked, cosines), 1)]
+
+    def _lexical_in_pool(self, query: str, dense, lexical) -> list[tuple[int, float]]:
+        """BM25 over the chunks of the documents the question is about (the
+        :data:`POOL_DOCUMENTS` best documents by dense and by BM25 rank), with
+        the word statistics of those chunks (:func:`local_bm25`)."""
+        index = self.index
+        docs = list(dict.fromkeys(index.chunks[r].doc_id for r, _ in dense))[:POOL_DOCUMENTS]
+        docs += list(dict.fromkeys(index.chunks[r].doc_id for r, _ in lexical))[:POOL_DOCUMENTS]
+        pool = [r for d in dict.fromkeys(docs) for r in index.rows_of_document(d)][:POOL_MAX_CHUNKS]
+        return local_bm25(expand_lay_terms(query), pool, index)
 
     def _dense(self, qvec, fetch: int, extra_rows: Sequence[int] = ()) -> list[tuple[int, float]]:
         """Chunks ranked by a mix of whole-chunk and best-sentence cosine:

@@ -192,3 +192,53 @@ def test_bad_arguments_and_empty_queries(seed_retriever):
     with pytest.raises(ValueError, match="k must be at least 1"):
         seed_retriever.search("knee", k=0)
     assert seed_retriever.search("   ") == []
+
+
+# -- lexical scores that unrelated documents do not shift ---------------------
+
+def test_local_bm25_over_the_whole_index_is_bm25(seed_index, real_embedder):
+    from assistant.retrieval import expand_lay_terms, local_bm25
+
+    index = load_index(seed_index.index_dir, real_embedder.model_name)
+    for question in ["why does my knee buckle on the stairs", "mcconnell taping skin irritated",
+                     "how much swelling shuts down the vmo vmo"]:
+        query = expand_lay_terms(question)
+        ours = dict(local_bm25(query, range(len(index)), index))
+        theirs = dict(index.bm25_search(query, len(index)))
+        assert ours.keys() == theirs.keys()
+        for row, score in theirs.items():
+            assert ours[row] == pytest.approx(score, rel=1e-4)
+
+
+def test_unrelated_documents_do_not_change_the_ranking_of_a_documents_passages(tmp_path, hash_embedder):
+    from assistant.retrieval import local_bm25
+
+    seed = ("The VMO attaches to the kneecap at an angle on the top inside edge. The knee hurts on "
+            "stairs when the kneecap is pulled to the outside by the other thigh muscles.\n\n"
+            "McConnell taping can re-align the kneecap before the VMO is strong enough to hold it. "
+            "Tape it each morning and take it off at night, as your physiotherapist showed you.\n\n"
+            "A custom knee brace may be used if the skin becomes irritated. Some people wear a brace "
+            "for many years without any trouble at all, on the knee that gives way.\n\n"
+            "The knee swells after years of abuse or after one traumatic event such as a twist. "
+            "Swelling shuts down the VMO first, long before the outer thigh muscle stops working.")
+    unrelated = [f"Return the number of years since epoch for record {i}. The result counts years." for i in range(40)]
+    rankings = []
+    for name, extra in (("alone", []), ("mixed", unrelated)):
+        corpus = tmp_path / name
+        corpus.mkdir()
+        (corpus / "knee.txt").write_text(seed, encoding="utf-8")
+        for i, text in enumerate(extra):
+            (corpus / f"doc{i}.txt").write_text(text, encoding="utf-8")
+        s = Settings(index_dir=str(tmp_path / f"index-{name}"), corpus_dir=str(corpus),
+                     model=hash_embedder.model_name)
+        build_index(s, hash_embedder)
+        index = load_index(s.index_dir, hash_embedder.model_name)
+        doc = next(c.doc_id for c in index.chunks if c.source == "knee.txt")
+        rows = index.rows_of_document(doc)
+        query = "tape on my knee for years"
+        local = local_bm25(query, rows, index)
+        whole = [(r, sc) for r, sc in index.bm25_search(query, len(index)) if r in rows]
+        rankings.append(([index.chunks[r].text for r, _ in local], [index.chunks[r].text for r, _ in whole]))
+    (local_alone, whole_alone), (local_mixed, whole_mixed) = rankings
+    assert local_mixed == local_alone  # scored among its own document: unchanged
+    assert whole_mixed != whole_alone  # scored with the whole index's statistics: "years" lost its weight
