@@ -307,6 +307,10 @@ def _segments(text: str) -> list[str]:
 # The checker
 
 
+#: A document needs this many chunks before a word can be "rare" in it.
+RARE_TERM_MIN_CHUNKS = 4
+
+
 class Guardrails:
     """Rules plus the embedder, with the example vectors cached.
 
@@ -532,18 +536,26 @@ class Guardrails:
         return unknown[0] if unknown else None
 
     def shared_rare_terms(self, words: Sequence[str], hits: Sequence[Hit], index) -> list[str]:
-        """Two or more of the question's words that are rare in the collection
-        (in at most ``rare_term_max_share`` of its chunks) and found together
-        in one retrieved passage, e.g. "tape" and "skin"; else []."""
-        if index is None or not hasattr(index, "chunk_share"):
+        """Two or more of the question's words that are rare in a retrieved
+        passage's document (in at most ``rare_term_max_share`` of its chunks)
+        and found together in that passage, e.g. "tape" and "skin"; else [].
+
+        Rarity is judged within the passage's own document, so unrelated
+        documents in the index do not make every word rare; a document of
+        fewer than :data:`RARE_TERM_MIN_CHUNKS` chunks has no rare words.
+        """
+        if index is None or not hasattr(index, "rows_of_document"):
             return []
         words = [w for w in words if len(w) >= 3 and w not in self.scope.generic_terms]
-        share = index.chunk_share(words)
-        rare = [w for w in words if 0 < share[w] <= self.scope.rare_term_max_share]
-        if len(rare) < 2:
+        if len(words) < 2:
             return []
         best: list[str] = []
         for hit in hits:
+            rows = index.rows_of_document(hit.chunk.doc_id)
+            if len(rows) < RARE_TERM_MIN_CHUNKS:
+                continue
+            share = index.chunk_share(words, rows)
+            rare = [w for w in words if 0 < share[w] <= self.scope.rare_term_max_share]
             text = normalize(hit.chunk.title + " " + hit.chunk.text)
             found = [w for w in rare if _term_in(w, text) or _lay_term_in(w, text)]
             if len(found) > len(best):

@@ -254,12 +254,17 @@ class Index:
             self._doc_rows = rows
         return self._doc_rows.get(doc_id, [])
 
-    def chunk_share(self, words: Sequence[str]) -> dict[str, float]:
+    def chunk_share(self, words: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, float]:
         """For each word, the share of chunks that hold it (after the BM25
-        tokenizer's stemming); 0 for a word no chunk holds or a stop word."""
+        tokenizer's stemming): of the whole index, or of ``rows`` (say, one
+        document's chunks) when given; 0 for a word none holds or a stop word."""
         import Stemmer
 
         stem = Stemmer.Stemmer("english").stemWord
+        if rows is not None:
+            counts = self.term_counts(rows)
+            n = max(len(counts), 1)
+            return {w: sum(stem(w.lower()) in c for c in counts) / n for w in words}
         vocab = getattr(self.bm25, "vocab_dict", None) or {}
         indptr = self.bm25.scores["indptr"] if vocab else None
         n = max(len(self.chunks), 1)

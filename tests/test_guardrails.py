@@ -415,13 +415,16 @@ def test_key_terms_are_medical_words_not_typos_or_care_words(guard, seed_index):
 
 
 class _Shares:
-    """An index stand-in that only answers chunk_share."""
+    """An index stand-in: word shares, and documents of ``doc_chunks`` chunks."""
 
-    def __init__(self, shares):
-        self.shares = shares
+    def __init__(self, shares, doc_chunks=12):
+        self.shares, self.doc_chunks = shares, doc_chunks
 
-    def chunk_share(self, words):
+    def chunk_share(self, words, rows=None):
         return {w: self.shares.get(w, 0.0) for w in words}
+
+    def rows_of_document(self, doc_id):
+        return list(range(self.doc_chunks))
 
 
 def test_another_body_part_is_out_of_scope_until_the_collection_covers_it(hash_embedder):
@@ -443,6 +446,19 @@ def test_rare_words_meeting_in_one_passage_count_as_evidence(hash_embedder):
     assert guard.shared_rare_terms(["tape", "skin", "itchy"], hits, shares) == ["tape", "skin"]
     assert guard.shared_rare_terms(["tape", "knee"], hits, shares) == []  # "knee" is everywhere
     assert guard.shared_rare_terms(["tape", "skin"], hits, None) == []
+    # in a document of one or two chunks no word is "rare"
+    assert guard.shared_rare_terms(["tape", "skin"], hits, _Shares({"tape": 0.1, "skin": 0.1}, doc_chunks=2)) == []
+
+
+@pytest.mark.slow
+def test_rarity_is_judged_within_the_passages_document(seed_index, real_embedder):
+    """Unrelated documents make every knee word rare in the index, not in the article."""
+    from assistant.index import load_index
+
+    index = load_index(seed_index.index_dir, real_embedder.model_name)
+    rows = index.rows_of_document(index.chunks[0].doc_id)
+    assert index.chunk_share(["knee"], rows)["knee"] > 0.25  # common in the article
+    assert index.chunk_share(["knee"], rows) == index.chunk_share(["knee"])  # the article is the whole index
 
 
 @pytest.mark.slow
