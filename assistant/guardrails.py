@@ -143,6 +143,7 @@ class ScopeConfig:
     generic_terms: tuple[str, ...] = ()
     other_body_parts: tuple[str, ...] = ()
     knee_region_terms: tuple[str, ...] = ()
+    answer_types: tuple[tuple[str, re.Pattern, re.Pattern], ...] = ()
 
 
 def _load_yaml(path: Path) -> dict:
@@ -251,11 +252,18 @@ def load_scope(path: Path | str) -> ScopeConfig:
     if not anchors:
         raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
     lists = ("generic_terms", "other_body_parts", "knee_region_terms")
-    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", *lists}
+    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", *lists}
     unknown = set(th) - known
     if unknown:
         raise ValueError(f"{path}: unknown thresholds {sorted(unknown)}; valid ones are {sorted(known)}")
+    answer_types = []
+    for i, entry in enumerate(data.get("answer_types") or ()):
+        try:
+            answer_types.append((str(entry["name"]), re.compile(entry["asks"], re.I), re.compile(entry["needs"], re.I)))
+        except (KeyError, TypeError, re.error) as exc:
+            raise ValueError(f"{path}: answer_types entry {i + 1} needs name, asks and needs regexes ({exc})") from None
     return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
+                       answer_types=tuple(answer_types),
                        **{name: tuple(str(w).lower() for w in data.get(name) or ()) for name in lists},
                        **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
 
@@ -562,7 +570,17 @@ class Guardrails:
                 best = found
         return best if len(best) >= 2 else []
 
-    def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str, index=None) -> GuardResult:
+    def missing_answer_type(self, question: str, hits: Sequence[Hit]) -> str | None:
+        """The kind of answer the question asks for ("duration": "how many
+        weeks until...") when none of the passages holds one; else None."""
+        passages = " ".join(h.chunk.text for h in list(hits)[: self.scope.top_passages])
+        for name, asks, needs in self.scope.answer_types:
+            if asks.search(question) and not needs.search(passages):
+                return name
+        return None
+
+    def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str, index=None,
+                       question: str | None = None) -> GuardResult:
         """answer / no_evidence / out_of_scope for a retrieved question.
 
         ``index`` (optional) lets words that are rare in the collection and
@@ -596,6 +614,11 @@ class Guardrails:
                 scores["found_terms"] = found_keys
         if not ok:
             return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope", out_of_scope_text(topic), scores)
+        kind = self.missing_answer_type(query if question is None else question, top)
+        if kind is not None:
+            scores["answer_type"] = kind
+            return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:answer_type={kind}",
+                               no_evidence_text(topic), scores)
         missing = self.key_terms([w for w in words if w not in found], topic)
         scores["missing_terms"] = missing
         d = -1.0 if dense is None else dense
@@ -758,10 +781,12 @@ def pre_retrieval_check(message: str, history: Sequence[Turn] = (), embedder=Non
     return guardrails_for(embedder).pre_retrieval(message, history, topic)
 
 
-def post_retrieval_decision(query: str, hits: Sequence[Hit], embedder, settings, index=None) -> GuardResult:
+def post_retrieval_decision(query: str, hits: Sequence[Hit], embedder, settings, index=None,
+                            question: str | None = None) -> GuardResult:
     """answer, no_evidence or out_of_scope, from the retrieved hits (and the
-    index they came from, for the collection's word statistics)."""
-    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic, index)
+    index they came from, for the collection's word statistics; ``question``
+    is the user's own message when ``query`` also holds earlier turns)."""
+    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic, index, question)
 
 
 def is_in_scope(query: str, best_chunk_score: float | None, embedder, settings) -> bool:

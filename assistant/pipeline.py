@@ -155,7 +155,8 @@ class Assistant:
         timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
 
         t = time.perf_counter()
-        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index)
+        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index,
+                                                       question=text)
         if verdict.decision != Decision.ANSWER:
             timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
             return done(dict(decision=verdict.decision, text=verdict.message_text, reason=verdict.reason,

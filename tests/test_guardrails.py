@@ -211,6 +211,8 @@ ANSWERABLE = [
 ]
 
 NO_EVIDENCE = [
+    "how many weeks until the vmo exercises start working",  # the article gives no durations
+    "when can i go back to football after a knee sprain",
     "sprained my MCL at netball 3 weeks ago, when can i go back to matches",
     "how long is recovery after ACL surgery",
     "what is a meniscus tear",
@@ -448,6 +450,23 @@ def test_rare_words_meeting_in_one_passage_count_as_evidence(hash_embedder):
     assert guard.shared_rare_terms(["tape", "skin"], hits, None) == []
     # in a document of one or two chunks no word is "rare"
     assert guard.shared_rare_terms(["tape", "skin"], hits, _Shares({"tape": 0.1, "skin": 0.1}, doc_chunks=2)) == []
+
+
+def test_a_question_asking_for_a_duration_needs_a_passage_that_gives_one(hash_embedder):
+    from assistant.schema import Chunk, Hit
+
+    def hits(text):
+        return [Hit(chunk=Chunk(chunk_id="d#1", doc_id="d", source="d.txt", title="t", start=0,
+                                end=len(text), n_tokens=20, text=text), score=1.0, rank=1)]
+
+    guard = G.Guardrails(hash_embedder)
+    no_time = hits("Wall slides help fire the VMO. Increase the number of your moves by your comfort zone.")
+    with_time = hits("Most people feel the VMO working after 6 weeks of wall slides.")
+    assert guard.missing_answer_type("how many weeks until wall slides work", no_time) == "duration"
+    assert guard.missing_answer_type("how long until wall slides work?", with_time) is None
+    assert guard.missing_answer_type("when can I go back to running", no_time) == "duration"
+    assert guard.missing_answer_type("how do wall slides work", no_time) is None
+    assert guard.missing_answer_type("how many kicks should I do", no_time) is None
 
 
 @pytest.mark.slow
