@@ -144,6 +144,7 @@ class ScopeConfig:
     other_body_parts: tuple[str, ...] = ()
     knee_region_terms: tuple[str, ...] = ()
     answer_types: tuple[tuple[str, re.Pattern, re.Pattern], ...] = ()
+    not_alternatives: tuple[str, ...] = ()
 
 
 def _load_yaml(path: Path) -> dict:
@@ -251,7 +252,7 @@ def load_scope(path: Path | str) -> ScopeConfig:
     anchors = tuple(str(a) for a in data.get("anchors") or ())
     if not anchors:
         raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
-    lists = ("generic_terms", "other_body_parts", "knee_region_terms")
+    lists = ("generic_terms", "other_body_parts", "knee_region_terms", "not_alternatives")
     known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", *lists}
     unknown = set(th) - known
     if unknown:
@@ -314,6 +315,9 @@ def _segments(text: str) -> list[str]:
 # --------------------------------------------------------------------------
 # The checker
 
+
+#: "X or Y" with X and Y single words (after "a", "an", "the" and the like).
+_ALTERNATIVES = re.compile(r"\b([a-z][a-z0-9-]+) or (?:an? |the |some |a few )?([a-z][a-z0-9-]+)\b")
 
 #: A document needs this many chunks before a word can be "rare" in it.
 RARE_TERM_MIN_CHUNKS = 4
@@ -579,6 +583,20 @@ class Guardrails:
                 return name
         return None
 
+    def missing_alternatives(self, question: str, hits: Sequence[Hit]) -> tuple[str, str] | None:
+        """Two alternatives the question weighs ("ice or heat", "an MRI or an
+        X-ray") when the passages mention neither; else None."""
+        passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text
+                                      for h in list(hits)[: self.scope.top_passages]))
+        skip = set(self.scope.not_alternatives)
+        for m in _ALTERNATIVES.finditer(unicodedata.normalize("NFKC", question).lower()):
+            pair = (m.group(1), m.group(2))  # hyphens kept: "x-ray"
+            if any(w in skip or not content_words(w) for w in pair):
+                continue
+            if not any(_term_in(w, passages) or _lay_term_in(w, passages) for w in pair):
+                return pair
+        return None
+
     def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str, index=None,
                        question: str | None = None) -> GuardResult:
         """answer / no_evidence / out_of_scope for a retrieved question.
@@ -614,10 +632,16 @@ class Guardrails:
                 scores["found_terms"] = found_keys
         if not ok:
             return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope", out_of_scope_text(topic), scores)
-        kind = self.missing_answer_type(query if question is None else question, top)
+        asked = query if question is None else question
+        kind = self.missing_answer_type(asked, top)
         if kind is not None:
             scores["answer_type"] = kind
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:answer_type={kind}",
+                               no_evidence_text(topic), scores)
+        pair = self.missing_alternatives(asked, top)
+        if pair is not None:
+            scores["alternatives"] = list(pair)
+            return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:alternatives={pair[0]}/{pair[1]}",
                                no_evidence_text(topic), scores)
         missing = self.key_terms([w for w in words if w not in found], topic)
         scores["missing_terms"] = missing

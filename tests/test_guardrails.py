@@ -211,6 +211,7 @@ ANSWERABLE = [
 ]
 
 NO_EVIDENCE = [
+    "ice or heat for a sore knee after the gym",
     "how many weeks until the vmo exercises start working",  # the article gives no durations
     "when can i go back to football after a knee sprain",
     "sprained my MCL at netball 3 weeks ago, when can i go back to matches",
@@ -467,6 +468,20 @@ def test_a_question_asking_for_a_duration_needs_a_passage_that_gives_one(hash_em
     assert guard.missing_answer_type("when can I go back to running", no_time) == "duration"
     assert guard.missing_answer_type("how do wall slides work", no_time) is None
     assert guard.missing_answer_type("how many kicks should I do", no_time) is None
+
+
+def test_alternatives_the_passages_never_mention_are_no_evidence(hash_embedder):
+    from assistant.schema import Chunk, Hit
+
+    text = "The VMO is part of the quads. McConnell taping will help re-align the kneecap."
+    hits = [Hit(chunk=Chunk(chunk_id="d#1", doc_id="d", source="d.txt", title="t", start=0, end=len(text),
+                            n_tokens=20, text=text), score=1.0, rank=1)]
+    guard = G.Guardrails(hash_embedder)
+    assert guard.missing_alternatives("ice or heat for a sore knee?", hits) == ("ice", "heat")
+    assert guard.missing_alternatives("Should I get an MRI or an X-ray?", hits) == ("mri", "x-ray")
+    assert guard.missing_alternatives("is the vmo one of the quads or a separate muscle", hits) is None
+    assert guard.missing_alternatives("is taping good or bad for my knee", hits) is None  # not alternatives
+    assert guard.missing_alternatives("does tape or a brace help", hits) is None  # "tape" ~ "taping"
 
 
 @pytest.mark.slow
