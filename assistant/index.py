@@ -36,6 +36,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -81,6 +82,13 @@ REBUILD_HINT = "run `knee-assistant index build` to rebuild it"
 # Lexical index
 
 
+@lru_cache(maxsize=1)
+def _english_stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def bm25_tokenize(texts: Sequence[str], ids: bool = True):
     """Lower-case, English stop words removed, Snowball-stemmed tokens
     (bm25s ``Tokenized`` ids and vocabulary; with ``ids=False``, one list of
@@ -90,9 +98,8 @@ def bm25_tokenize(texts: Sequence[str], ids: bool = True):
     "what", "do", "about" would otherwise match unrelated passages.
     """
     import bm25s
-    import Stemmer
 
-    return bm25s.tokenize(list(texts), stopwords="en_plus", stemmer=Stemmer.Stemmer("english"),
+    return bm25s.tokenize(list(texts), stopwords="en_plus", stemmer=_english_stemmer(),
                           return_ids=ids, show_progress=False)
 
 
@@ -258,9 +265,9 @@ class Index:
         """For each word, the share of chunks that hold it (after the BM25
         tokenizer's stemming): of the whole index, or of ``rows`` (say, one
         document's chunks) when given; 0 for a word none holds or a stop word."""
-        import Stemmer
+        from .retrieval import _stemmer
 
-        stem = Stemmer.Stemmer("english").stemWord
+        stem = _stemmer()
         if rows is not None:
             counts = self.term_counts(rows)
             n = max(len(counts), 1)
