@@ -30,6 +30,9 @@ def _common(parser: argparse.ArgumentParser, retrieval: bool = False) -> None:
     if retrieval:
         g.add_argument("--retriever", choices=RETRIEVERS, help="retrieval mode (default: hybrid)")
         g.add_argument("--k", type=int, metavar="N", help="passages to retrieve (default: 5)")
+        g.add_argument("--reranker", metavar="NAME_OR_PATH",
+                       help="optional cross-encoder that reorders the top candidates: a local path, "
+                            "or a hub id with a network (default: none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {}
-    for name in ("index_dir", "model", "retriever", "k", "strict", "chunk_max_tokens",
+    for name in ("index_dir", "model", "retriever", "k", "reranker", "strict", "chunk_max_tokens",
                  "chunk_overlap_sentences", "host", "port", "share"):
         value = getattr(args, name, None)
         if value is not None:

@@ -368,6 +368,8 @@ class Retriever:
                 lexical = self._lexical_in_pool(query, dense, lexical)
                 bm25_by_row = dict(lexical)
             ranked = combine(dense, lexical, self.settings.dense_weight, self.settings.bm25_weight)
+        if self.settings.reranker:
+            ranked = self._rerank(query, ranked, max(k, self.settings.rerank_top))
         ranked = ranked[:k]
         rows = [row for row, _ in ranked]
         cosines = index.cosine(qvec, rows)
@@ -379,6 +381,17 @@ class Retriever:
         return [Hit(chunk=index.chunks[row], score=float(score), rank=rank,
                     dense_score=cos, bm25_score=bm25_by_row.get(row))
                 for rank, ((row, score), cos) in enumerate(zip(ranked, cosines), 1)]
+
+    def _rerank(self, query: str, ranked: list[tuple[int, float]], top: int) -> list[tuple[int, float]]:
+        """The first ``top`` of ``ranked`` reordered by the cross-encoder set in
+        ``settings.reranker`` (scores are then the reranker's); the rest
+        follow. Unchanged when the reranker cannot be used."""
+        from .rerank import get_reranker, rerank
+
+        head = ranked[:top]
+        reordered = rerank(query, [r for r, _ in head], [self.index.chunks[r].text for r, _ in head],
+                           get_reranker(self.settings.reranker, self.settings.device))
+        return ranked if reordered is None else reordered + ranked[top:]
 
     def _lexical_in_pool(self, query: str, dense, lexical) -> list[tuple[int, float]]:
         """BM25 over the chunks of the documents the question is about (the

@@ -46,6 +46,8 @@ class Settings:
     rrf_k: int = 60
     dense_weight: float = 0.7
     bm25_weight: float = 0.3
+    reranker: str = ""  # empty: none; else a cross-encoder (local path, or hub id with a network)
+    rerank_top: int = 20  # fused candidates the reranker reorders
 
     # Answering
     generator: str = ""  # empty: extractive composer; else a local path/id
@@ -72,7 +74,7 @@ class Settings:
             raise ValueError(f"fusion {self.fusion!r} is not one of {', '.join(FUSIONS)}")
         if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight <= 0:
             raise ValueError("dense_weight and bm25_weight must be 0 or more, and not both 0")
-        for name in ("k", "fetch_k", "rrf_k", "batch_size", "chunk_max_tokens"):
+        for name in ("k", "fetch_k", "rrf_k", "batch_size", "chunk_max_tokens", "rerank_top"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.chunk_overlap_sentences < 0:
