@@ -220,6 +220,7 @@ ANSWERABLE = [
 ]
 
 NO_EVIDENCE = [
+    "I get a tight pain at the back of my knee when I straighten it, what causes that?",
     "ice or heat for a sore knee after the gym",
     "how many weeks until the vmo exercises start working",  # the article gives no durations
     "when can i go back to football after a knee sprain",
