@@ -17,7 +17,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import AssistantError
-from .settings import RETRIEVERS, Settings
+from .settings import FUSIONS, RETRIEVERS, Settings
 
 
 def _common(parser: argparse.ArgumentParser, retrieval: bool = False) -> None:
@@ -30,6 +30,9 @@ def _common(parser: argparse.ArgumentParser, retrieval: bool = False) -> None:
     if retrieval:
         g.add_argument("--retriever", choices=RETRIEVERS, help="retrieval mode (default: hybrid)")
         g.add_argument("--k", type=int, metavar="N", help="passages to retrieve (default: 5)")
+        g.add_argument("--fusion", choices=FUSIONS,
+                       help="how hybrid retrieval combines dense and BM25: convex (weighted sum of "
+                            "scores, default) or rrf (reciprocal rank fusion)")
         g.add_argument("--reranker", metavar="NAME_OR_PATH",
                        help="optional cross-encoder that reorders the top candidates: a local path, "
                             "or a hub id with a network (default: none)")
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {}
-    for name in ("index_dir", "model", "retriever", "k", "reranker", "strict", "chunk_max_tokens",
+    for name in ("index_dir", "model", "retriever", "fusion", "k", "reranker", "strict", "chunk_max_tokens",
                  "chunk_overlap_sentences", "host", "port", "share"):
         value = getattr(args, name, None)
         if value is not None:
@@ -336,7 +339,8 @@ def cmd_eval(args, settings: Settings) -> int:
 
     cases = load_cases(args.questions)  # validate before loading anything heavy
     assistant = Assistant.from_settings(settings)
-    config = {"retriever": settings.retriever, "k": settings.k, "model": settings.model,
+    config = {"retriever": settings.retriever, "fusion": settings.fusion, "reranker": settings.reranker or None,
+              "k": settings.k, "model": settings.model,
               "index": settings.index_dir, "chunking": {"max_tokens": settings.chunk_max_tokens,
                                                         "overlap_sentences": settings.chunk_overlap_sentences},
               "questions": args.questions}

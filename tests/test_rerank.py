@@ -93,3 +93,5 @@ def test_reranker_settings_and_cli_flag():
         Settings(rerank_top=0)
     args = build_parser().parse_args(["search", "knee", "--reranker", "/models/ce"])
     assert settings_from_args(args).reranker == "/models/ce"
+    args = build_parser().parse_args(["eval", "q.jsonl", "--out", "o", "--fusion", "rrf"])
+    assert settings_from_args(args).fusion == "rrf"
