@@ -152,6 +152,8 @@ REFUSALS = [
 ]
 
 NOT_REFUSALS = [
+    "my physio prescribed wall slides, how do I do them?",
+    "how many sets of wall slides does the article prescribe",
     "can i get a diagnosis from my physio",
     "do injections work for patellofemoral pain",
     "i have patellar tendinitis, can the vmo exercises help",
