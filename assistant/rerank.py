@@ -8,7 +8,8 @@ that score. No reranker ships with the project (its weights are not on
 PyPI), so the default is none; the tests use a tiny one they build.
 
 If the model cannot be loaded or fails, retrieval keeps the fused order and
-logs one warning: a broken optional model never breaks an answer.
+logs one warning: a broken optional model never breaks an answer. A model
+that failed to load is not tried again on every question.
 
 Nothing here imports torch or sentence-transformers until a reranker is used.
 """
@@ -17,72 +18,59 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Reranker:
-    """A lazily loaded sentence-transformers ``CrossEncoder``."""
-
-    model: str
-    device: str = "cpu"
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _loaded: object = field(default=None, repr=False)
-
-    def _load(self):
-        try:
-            from sentence_transformers import CrossEncoder
-
-            return CrossEncoder(self.model, device=self.device)
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise ModelLoadError(
-                f"cannot load reranker {self.model!r} (a local cross-encoder directory, or a hub id "
-                f"with a network): {type(exc).__name__}: {first}") from exc
-
-    @property
-    def loaded(self):
-        if self._loaded is None:
-            with self._lock:
-                if self._loaded is None:
-                    self._loaded = self._load()
-        return self._loaded
-
-    def scores(self, question: str, passages: Sequence[str]) -> list[float]:
-        """One relevance score per passage (higher is more relevant)."""
-        if not passages:
-            return []
-        out = self.loaded.predict([(question, p) for p in passages], show_progress_bar=False)
-        return [float(x) for x in out]
-
-
-_RERANKERS: dict[tuple[str, str], Reranker] = {}
+# (model, device) -> the loaded CrossEncoder, or the ModelLoadError it raised
+_MODELS: dict[tuple[str, str], object] = {}
 _LOCK = threading.Lock()
-_WARNED: set[str] = set()
 
 
-def get_reranker(model: str, device: str = "cpu") -> Reranker:
-    """One :class:`Reranker` per model and device."""
+def cross_encoder(model: str, device: str = "cpu"):
+    """The sentence-transformers ``CrossEncoder`` for ``model``, loaded once.
+
+    Raises:
+        ModelLoadError: it cannot be loaded (and will not be tried again).
+    """
+    key = (model, device)
     with _LOCK:
-        key = (model, device)
-        if key not in _RERANKERS:
-            _RERANKERS[key] = Reranker(model, device)
-        return _RERANKERS[key]
+        if key not in _MODELS:
+            try:
+                from sentence_transformers import CrossEncoder
+
+                _MODELS[key] = CrossEncoder(model, device=device)
+            except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                _MODELS[key] = ModelLoadError(
+                    f"cannot load reranker {model!r} (a local cross-encoder directory, or a hub id "
+                    f"with a network): {type(exc).__name__}: {first}")
+                log.warning("reranker disabled, using the fused order: %s", _MODELS[key])
+        loaded = _MODELS[key]
+    if isinstance(loaded, ModelLoadError):
+        raise loaded
+    return loaded
 
 
-def rerank(question: str, rows: Sequence[int], texts: Sequence[str], reranker: Reranker) -> list[tuple[int, float]] | None:
+def scores(model: str, question: str, passages: Sequence[str], device: str = "cpu") -> list[float]:
+    """One relevance score per passage (higher is more relevant)."""
+    if not passages:
+        return []
+    out = cross_encoder(model, device).predict([(question, p) for p in passages], show_progress_bar=False)
+    return [float(x) for x in out]
+
+
+def rerank(question: str, rows: Sequence[int], texts: Sequence[str], model: str,
+           device: str = "cpu") -> list[tuple[int, float]] | None:
     """``rows`` reordered by the reranker's score of their ``texts`` (best
     first, with the scores), or None when the reranker is unusable."""
     try:
-        scores = reranker.scores(question, texts)
-    except Exception as exc:  # a broken optional model: keep the fused order
-        if reranker.model not in _WARNED:
-            _WARNED.add(reranker.model)
-            log.warning("reranker disabled, using the fused order: %s", exc)
+        found = scores(model, question, texts, device)
+    except ModelLoadError:  # already logged once, when loading failed
         return None
-    return sorted(zip(rows, scores), key=lambda kv: -kv[1])
+    except Exception as exc:  # a model that loads but fails: keep the fused order
+        log.warning("reranker failed, using the fused order: %s", exc)
+        return None
+    return sorted(zip(rows, found), key=lambda kv: -kv[1])

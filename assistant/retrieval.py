@@ -386,11 +386,11 @@ class Retriever:
         """The first ``top`` of ``ranked`` reordered by the cross-encoder set in
         ``settings.reranker`` (scores are then the reranker's); the rest
         follow. Unchanged when the reranker cannot be used."""
-        from .rerank import get_reranker, rerank
+        from .rerank import rerank
 
         head = ranked[:top]
         reordered = rerank(query, [r for r, _ in head], [self.index.chunks[r].text for r, _ in head],
-                           get_reranker(self.settings.reranker, self.settings.device))
+                           self.settings.reranker, self.settings.device)
         return ranked if reordered is None else reordered + ranked[top:]
 
     def _lexical_in_pool(self, query: str, dense, lexical) -> list[tuple[int, float]]:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from assistant.index import load_index
-from assistant.rerank import Reranker, get_reranker
+from assistant import rerank as rerank_mod
 from assistant.retrieval import Retriever
 
 
@@ -35,12 +35,11 @@ def seed_index_loaded(seed_index, real_embedder):
 
 
 def test_tiny_reranker_scores_pairs_deterministically(tiny_cross_encoder):
-    reranker = Reranker(tiny_cross_encoder)
     passages = ["The VMO attaches to the kneecap.", "Kicking a soccer ball is a good exercise."]
-    first = reranker.scores("where does the vmo attach", passages)
+    first = rerank_mod.scores(tiny_cross_encoder, "where does the vmo attach", passages)
     assert len(first) == 2 and all(isinstance(x, float) for x in first)
-    assert reranker.scores("where does the vmo attach", passages) == first
-    assert reranker.scores("anything", []) == []
+    assert rerank_mod.scores(tiny_cross_encoder, "where does the vmo attach", passages) == first
+    assert rerank_mod.scores(tiny_cross_encoder, "anything", []) == []
 
 
 @pytest.mark.slow
@@ -49,8 +48,7 @@ def test_search_is_reordered_by_the_reranker(tiny_cross_encoder, seed_index, see
     hits = Retriever(seed_index_loaded, real_embedder, settings).search("how do I do wall slides", k=5)
     assert len(hits) == 5
     # the scores are the reranker's own, best first
-    expected = get_reranker(tiny_cross_encoder).scores(
-        "how do I do wall slides", [h.chunk.text for h in hits])
+    expected = rerank_mod.scores(tiny_cross_encoder, "how do I do wall slides", [h.chunk.text for h in hits])
     assert [h.score for h in hits] == pytest.approx(expected)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all(-1.0 <= h.dense_score <= 1.0 for h in hits)  # guardrails still get cosines
@@ -60,10 +58,10 @@ def test_search_is_reordered_by_the_reranker(tiny_cross_encoder, seed_index, see
 def test_the_reranker_decides_the_order_of_the_top_candidates(monkeypatch, seed_index, seed_index_loaded,
                                                               real_embedder):
     """A reranker that prefers the Parker Pinch passage puts it first, whatever fusion said."""
-    def fake_scores(self, question, passages):
+    def fake_scores(model, question, passages, device="cpu"):
         return [1.0 if "Parker" in p else 0.0 for p in passages]
 
-    monkeypatch.setattr(Reranker, "scores", fake_scores)
+    monkeypatch.setattr(rerank_mod, "scores", fake_scores)
     question = "what does the VMO attach to"
     plain = Retriever(seed_index_loaded, real_embedder, seed_index).search(question, k=3)
     assert "Parker" not in plain[0].chunk.text
@@ -95,3 +93,18 @@ def test_reranker_settings_and_cli_flag():
     assert settings_from_args(args).reranker == "/models/ce"
     args = build_parser().parse_args(["eval", "q.jsonl", "--out", "o", "--fusion", "rrf"])
     assert settings_from_args(args).fusion == "rrf"
+
+
+def test_a_reranker_that_failed_to_load_is_not_tried_again(monkeypatch):
+    import sentence_transformers
+
+    calls = []
+
+    def broken(model, device="cpu"):
+        calls.append(model)
+        raise OSError("no such model")
+
+    monkeypatch.setattr(sentence_transformers, "CrossEncoder", broken)
+    for _ in range(3):
+        assert rerank_mod.rerank("knee", [1, 2], ["a", "b"], "never-loads-model") is None
+    assert calls == ["never-loads-model"]
