@@ -265,9 +265,7 @@ class Index:
         """For each word, the share of chunks that hold it (after the BM25
         tokenizer's stemming): of the whole index, or of ``rows`` (say, one
         document's chunks) when given; 0 for a word none holds or a stop word."""
-        from .retrieval import _stemmer
-
-        stem = _stemmer()
+        stem = _english_stemmer().stemWord
         if rows is not None:
             counts = self.term_counts(rows)
             n = max(len(counts), 1)

@@ -139,11 +139,11 @@ def expand_lay_terms(query: str, lay_terms=None) -> str:
     return f"{query} {' '.join(new)}" if new else query
 
 
-@lru_cache(maxsize=1)
 def _stemmer():
-    import Stemmer
+    """The Snowball stemmer BM25 uses (one shared instance)."""
+    from .index import _english_stemmer
 
-    return Stemmer.Stemmer("english").stemWord
+    return _english_stemmer().stemWord
 
 
 def combine(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, float]],
