@@ -562,12 +562,14 @@ class Guardrails:
         if len(words) < 2:
             return []
         best: list[str] = []
+        rare_in: dict[str, list[str]] = {}  # per document: the question's words rare in it
         for hit in hits:
-            rows = index.rows_of_document(hit.chunk.doc_id)
-            if len(rows) < RARE_TERM_MIN_CHUNKS:
-                continue
-            share = index.chunk_share(words, rows)
-            rare = [w for w in words if 0 < share[w] <= self.scope.rare_term_max_share]
+            doc = hit.chunk.doc_id
+            if doc not in rare_in:
+                rows = index.rows_of_document(doc)
+                share = index.chunk_share(words, rows) if len(rows) >= RARE_TERM_MIN_CHUNKS else {}
+                rare_in[doc] = [w for w in words if 0 < share.get(w, 0.0) <= self.scope.rare_term_max_share]
+            rare = rare_in[doc]
             text = normalize(hit.chunk.title + " " + hit.chunk.text)
             found = [w for w in rare if _term_in(w, text) or _lay_term_in(w, text)]
             if len(found) > len(best):

@@ -200,13 +200,13 @@ def local_bm25(query: str, rows: Sequence[int], index, k1: float = 1.5, b: float
     if not rows or not q_terms:
         return []
     docs = index.term_counts(rows)
+    lengths = [sum(d.values()) for d in docs]
     n = len(docs)
-    avgdl = sum(sum(d.values()) for d in docs) / n or 1.0
+    avgdl = sum(lengths) / n or 1.0
     df = Counter(t for d in docs for t in q_terms if t in d)
     idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in q_terms}
     out = []
-    for row, d in zip(rows, docs):
-        dl = sum(d.values())
+    for row, d, dl in zip(rows, docs, lengths):
         score = sum(idf[t] * d[t] / (d[t] + k1 * (1 - b + b * dl / avgdl)) for t in q_list if t in d)
         if score > 0:
             out.append((row, score))
