@@ -322,6 +322,11 @@ _ALTERNATIVES = re.compile(r"\b([a-z][a-z0-9-]+) or (?:an? |the |some |a few )?(
 #: A document needs this many chunks before a word can be "rare" in it.
 RARE_TERM_MIN_CHUNKS = 4
 
+#: What a question asks for, knee words taken out, is off-topic only this
+#: close to an off-topic anchor (see :meth:`Guardrails.asks_off_topic`).
+ASKED_OFF_TOPIC_MIN = 0.40
+_BACK_OF_KNEE = re.compile(r"\bbacks? of (?:my |the |your |his |her )?(?:knee|leg|thigh)s?\b")
+
 
 class Guardrails:
     """Rules plus the embedder, with the example vectors cached.
@@ -496,6 +501,19 @@ class Guardrails:
               or (n_terms >= 2 and coverage >= 1.0 and dense >= s.lexical_min))
         return ok, {"topic": round(on, 4), "off_topic": round(off, 4), "dense": round(dense, 4)}
 
+    def asks_off_topic(self, question: str, topic: str) -> bool:
+        """Is what the question asks for off-topic once the knee is taken out
+        of it? ("how do you make a Bee's Knees cocktail", "running songs for
+        my bad knee"): nearer an off-topic anchor than the topic by
+        ``topic_margin``, and at least :data:`ASKED_OFF_TOPIC_MIN` close to it."""
+        region = set(self.scope.knee_region_terms)
+        asked = _BACK_OF_KNEE.sub(" ", question.lower())  # "the back of my knee" is no back pain
+        rest = " ".join(w for w in re.findall(r"[\w']+", asked) if w not in region)
+        if not rest.strip():
+            return False
+        on, off = self.topic_scores(rest, topic)
+        return off >= ASKED_OFF_TOPIC_MIN and off - on >= self.scope.topic_margin
+
     def _pieces(self, words: Sequence[str]) -> dict[str, int]:
         todo = [w for w in words if w not in self._pieces_cache]
         if todo:
@@ -649,6 +667,8 @@ class Guardrails:
         scores["missing_terms"] = missing
         d = -1.0 if dense is None else dense
         if d < s.answer_min and not (coverage >= 1.0 and d >= s.lexical_min) and not (shared and not missing):
+            if self.asks_off_topic(asked, topic):
+                return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope:asked", out_of_scope_text(topic), scores)
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:dense={scores['dense']}",
                                no_evidence_text(topic), scores)
         if missing and d < s.missing_term_max_dense:

@@ -157,6 +157,17 @@ class Assistant:
         t = time.perf_counter()
         verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index,
                                                        question=text)
+        if verdict.decision in (Decision.NO_EVIDENCE, Decision.OUT_OF_SCOPE) and turns:
+            # Not answerable alone, but it is part of a conversation: read it
+            # with the earlier turn ("how far down do I bend" after "what are
+            # wall slides"), and keep that reading only if it can be answered.
+            context_query = retriever.prepare_query(text, turns, in_context=True)
+            if context_query != query:
+                context_hits = retriever.search_prepared(context_query)
+                second = guardrails.post_retrieval_decision(context_query, context_hits, self.embedder,
+                                                            self.settings, retriever.index, question=text)
+                if second.decision == Decision.ANSWER:
+                    query, hits, verdict = context_query, context_hits, second
         if verdict.decision != Decision.ANSWER:
             timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
             return done(dict(decision=verdict.decision, text=verdict.message_text, reason=verdict.reason,

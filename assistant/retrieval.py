@@ -98,6 +98,11 @@ DENSE_SCORE_USES_SENTENCES = True
 #: stand alone: it is read together with the previous user turn.
 STANDALONE_MIN = 0.45
 
+#: A fragment in a conversation is off-topic only when it is this close to an
+#: off-topic anchor ("tell me a joke then" 0.87, "and python?" 0.46; "what do
+#: the other ones do then" is 0.36).
+OFF_TOPIC_CLEAR = 0.42
+
 #: Weight of the best sentence against the whole chunk in dense scoring.
 SENTENCE_WEIGHT = 0.5
 
@@ -303,7 +308,7 @@ class Retriever:
             self._speller = Speller(frozenset(vocab), frozenset(known))
         return self._speller
 
-    def prepare_query(self, question: str, history: Sequence[Turn | dict] = ()) -> str:
+    def prepare_query(self, question: str, history: Sequence[Turn | dict] = (), in_context: bool = False) -> str:
         """Follow-up resolution, then spelling correction.
 
         Besides the follow-ups :func:`is_followup` sees ("and why?"), a
@@ -311,9 +316,14 @@ class Retriever:
         turn: nothing in the collection is close to it on its own (best
         sentence cosine below :data:`STANDALONE_MIN`) and it is not
         off-topic ("how far down do I go" after "how do I do wall slides").
+        ``in_context`` reads any question with history that way, unless it
+        is off-topic on its own (the pipeline's second reading of a question
+        the collection could not answer alone).
         """
         question = self.speller.correct(question)
         resolved = resolve_followup(question, history)
+        if resolved == question and in_context and history and not self._off_topic(question, fragment_ok=True):
+            resolved = resolve_followup(question, history, force=True)
         if resolved == question and history and not self._stands_alone(question):
             resolved = resolve_followup(question, history, force=True)
         if resolved != question:
@@ -329,7 +339,18 @@ class Retriever:
         best = self.index.sentence_search(self.embedder.encode_query(question), 1) if len(self.index) else []
         if best and best[0][1] >= STANDALONE_MIN:
             return True
+        return self._off_topic(question)
+
+    def _off_topic(self, question: str, fragment_ok: bool = False) -> bool:
+        """Nearer the off-topic anchors than the topic. With ``fragment_ok``,
+        a fragment of two content words or fewer ("what do the other ones
+        do then") must also be clearly near one (:data:`OFF_TOPIC_CLEAR`):
+        with so few words, its cosines say little."""
+        from .guardrails import guardrails_for
+
         on, off = guardrails_for(self.embedder).topic_scores(question, self.settings.topic)
+        if fragment_ok and len(content_words(question)) <= 2:
+            return off > on and off >= OFF_TOPIC_CLEAR
         return off > on
 
     def search(self, question: str, history: Sequence[Turn | dict] = (), k: int | None = None,

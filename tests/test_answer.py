@@ -8,7 +8,7 @@ import pytest
 
 from assistant.answer import LEAD_IN, LEAD_IN_PERSONAL, answer_body, compose_answer, is_personal
 from assistant.guardrails import FOLLOW_UP
-from assistant.schema import Chunk, Hit
+from assistant.schema import Chunk, Decision, Hit
 from assistant.settings import Settings
 
 _MARKED = re.compile(r"(.+?) \[(\d+)\](?: |$)")
@@ -142,3 +142,16 @@ def test_the_two_top_ranked_passages_are_both_quoted(hash_embedder):
     text, citations = compose_answer("what exercise is best, kicking a soccer ball?", _hits(), hash_embedder,
                                      Settings(max_answer_sentences=2))
     assert [c.chunk_id for c in citations] == ["doc#1", "doc#2"]
+
+
+@pytest.mark.slow
+def test_a_follow_up_that_cannot_be_answered_alone_is_answered_in_context(seed_assistant):
+    history = [{"role": "user", "content": "what does the vmo do"},
+               {"role": "assistant", "content": "Its most crucial role is to pull the kneecap medially [1]."}]
+    alone = seed_assistant.respond("what do the other ones do then")
+    assert alone.decision != Decision.ANSWER
+    reply = seed_assistant.respond("what do the other ones do then", history)
+    assert reply.decision == Decision.ANSWER, reply.reason
+    assert any("pull the kneecap laterally" in c.text for c in reply.citations)
+    # leaving the topic mid-conversation is still declined
+    assert seed_assistant.respond("tell me a joke then", history).decision == Decision.OUT_OF_SCOPE

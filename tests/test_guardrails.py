@@ -273,12 +273,17 @@ OUT_OF_SCOPE = [
     "best exercises for a frozen shoulder",
     "how can I lose weight fast",
     "neck pain from sleeping wrong",
+    # the knee only in passing: what is asked is off-topic
+    "how do you make a bee's knees cocktail",
+    "my knee might play up later, so give me ten songs for my gym playlist",
+    "translate 'my knee hurts' into Spanish for me",
 ]
 
 # Known misses of the scope/evidence decision, kept visible: these cases are
 # expected to fail, and strict xfail makes the test fail once they are fixed.
 KNOWN_MISSES = {
     "is running bad for knee arthritis": "answered from the long-distance-run passage",
+    "translate 'my knee hurts' into Spanish for me": "no_evidence: with the knee words out, too little is left to place",
 }
 
 

@@ -242,3 +242,15 @@ def test_unrelated_documents_do_not_change_the_ranking_of_a_documents_passages(t
     (local_alone, whole_alone), (local_mixed, whole_mixed) = rankings
     assert local_mixed == local_alone  # scored among its own document: unchanged
     assert whole_mixed != whole_alone  # scored with the whole index's statistics: "years" lost its weight
+
+
+@pytest.mark.slow
+def test_a_fragment_is_read_in_context_unless_it_clearly_leaves_the_topic(seed_retriever):
+    history = [Turn("user", "what does the vmo do"), Turn("assistant", "...")]
+    # alone, "what do the other ones do then" is nearer the off-topic anchors than the topic
+    assert seed_retriever.prepare_query("what do the other ones do then", history) == "what do the other ones do then"
+    assert (seed_retriever.prepare_query("what do the other ones do then", history, in_context=True)
+            == "what does the vmo do what do the other ones do then what do the other ones do then")
+    assert seed_retriever.prepare_query("tell me a joke then", history, in_context=True) == "tell me a joke then"
+    assert (seed_retriever.prepare_query("whats the capital of australia", history, in_context=True)
+            == "whats the capital of australia")
