@@ -254,3 +254,12 @@ def test_a_fragment_is_read_in_context_unless_it_clearly_leaves_the_topic(seed_r
     assert seed_retriever.prepare_query("tell me a joke then", history, in_context=True) == "tell me a joke then"
     assert (seed_retriever.prepare_query("whats the capital of australia", history, in_context=True)
             == "whats the capital of australia")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question, words", [
+    ("kicking a ball is too much for me at the moment, what instead", "tolerate kicking"),
+    ("what if a weak vmo is left alone for years", "unless vmo weakness is dealt with"),
+])
+def test_patients_words_find_the_passage_in_the_collections_words(seed_retriever, question, words):
+    assert words in seed_retriever.search(question, k=1)[0].chunk.text.lower()
