@@ -85,7 +85,9 @@ class Embedder:
         path = resolve_model_path(self.model_name)
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar on every command
             return SentenceTransformer(path, device=self.device)
         except Exception as exc:  # many kinds: OSError, ValueError, HF errors
             where = "directory" if Path(path).exists() else "path or hub id (hub needs a network)"
