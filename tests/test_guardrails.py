@@ -199,6 +199,7 @@ NOT_REFUSALS = [
 ]
 
 ANSWERABLE = [
+    "how many cc's of swelling does it take to switch off the vmo",
     "what does the VMO do",
     "where does the VMO attach",
     "why does my knee pop when I bend it",
@@ -232,6 +233,8 @@ ANSWERABLE = [
 ]
 
 NO_EVIDENCE = [
+    "how many sets of wall slides should i do a day",  # the article gives no sets, reps or holds
+    "for the parker pinch, how long do i hold each squeeze",
     "I get a tight pain at the back of my knee when I straighten it, what causes that?",
     "ice or heat for a sore knee after the gym",
     "how many weeks until the vmo exercises start working",  # the article gives no durations
