@@ -273,7 +273,7 @@ def cmd_search(args, settings: Settings) -> int:
         return 0
     history = _read_history(args.history)
     query = retriever.prepare_query(args.question, history)
-    hits = retriever.search_prepared(query)
+    hits = retriever.search_prepared(query, question=args.question)
     if args.json:
         print(json.dumps({"question": args.question, "query": query,
                           "retrieved": [_hit_json(h) for h in hits]}, indent=2, ensure_ascii=False))

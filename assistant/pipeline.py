@@ -151,7 +151,7 @@ class Assistant:
         retriever = self.retriever  # one index for the whole turn, even mid-swap
         t = time.perf_counter()
         query = retriever.prepare_query(text, turns)
-        hits = retriever.search_prepared(query)
+        hits = retriever.search_prepared(query, question=text)
         timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
 
         t = time.perf_counter()
@@ -163,7 +163,7 @@ class Assistant:
             # wall slides"), and keep that reading only if it can be answered.
             context_query = retriever.prepare_query(text, turns, in_context=True)
             if context_query != query:
-                context_hits = retriever.search_prepared(context_query)
+                context_hits = retriever.search_prepared(context_query, question=text)
                 second = guardrails.post_retrieval_decision(context_query, context_hits, self.embedder,
                                                             self.settings, retriever.index, question=text)
                 if second.decision == Decision.ANSWER:

@@ -263,3 +263,16 @@ def test_a_fragment_is_read_in_context_unless_it_clearly_leaves_the_topic(seed_r
 ])
 def test_patients_words_find_the_passage_in_the_collections_words(seed_retriever, question, words):
     assert words in seed_retriever.search(question, k=1)[0].chunk.text.lower()
+
+
+@pytest.mark.slow
+def test_a_follow_ups_passages_are_ranked_by_what_it_newly_asks(seed_retriever, real_embedder):
+    history = [Turn("user", "whats the best exercise for the vmo"), Turn("assistant", "...")]
+    question = "what if that hurts too much"
+    query = seed_retriever.prepare_query(question, history)
+    hits = seed_retriever.search_prepared(query, k=3, question=question)
+    assert "tolerate kicking" in hits[0].chunk.text  # not the kicking passage the first turn asked for
+    # the scores the guardrails read stay those of the whole query
+    plain = seed_retriever.search_prepared(query, k=12)
+    assert {h.chunk.chunk_id: round(h.dense_score, 6) for h in hits} == {
+        h.chunk.chunk_id: round(h.dense_score, 6) for h in plain if h.chunk.chunk_id in {x.chunk.chunk_id for x in hits}}
