@@ -222,7 +222,7 @@ def test_unrelated_documents_do_not_change_the_ranking_of_a_documents_passages(t
             "The knee swells after years of abuse or after one traumatic event such as a twist. "
             "Swelling shuts down the VMO first, long before the outer thigh muscle stops working.")
     unrelated = [f"Return the number of years since epoch for record {i}. The result counts years." for i in range(40)]
-    rankings = []
+    rankings, pooled_scores = [], []
     for name, extra in (("alone", []), ("mixed", unrelated)):
         corpus = tmp_path / name
         corpus.mkdir()
@@ -239,8 +239,14 @@ def test_unrelated_documents_do_not_change_the_ranking_of_a_documents_passages(t
         local = local_bm25(query, rows, index)
         whole = [(r, sc) for r, sc in index.bm25_search(query, len(index)) if r in rows]
         rankings.append(([index.chunks[r].text for r, _ in local], [index.chunks[r].text for r, _ in whole]))
+        # hybrid search's lexical side, with unrelated documents in the pool ahead of the article
+        others = [r for r in range(len(index)) if r not in rows]
+        pooled = Retriever(index, hash_embedder, s)._lexical_in_pool(
+            query, [(r, 1.0) for r in others[:2] + list(rows)], [])
+        pooled_scores.append({index.chunks[r].text: round(sc, 9) for r, sc in pooled if r in rows})
     (local_alone, whole_alone), (local_mixed, whole_mixed) = rankings
     assert local_mixed == local_alone  # scored among its own document: unchanged
+    assert pooled_scores[0] == pooled_scores[1]  # so is what hybrid search fuses
     assert whole_mixed != whole_alone  # scored with the whole index's statistics: "years" lost its weight
 
 
