@@ -608,3 +608,14 @@ def test_importing_guardrails_does_not_import_torch():
     code = "import assistant.guardrails, assistant.answer, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("term, passage, found", [
+    ("surgery", "could result in surgery and an entire knee", True),  # stem "surgeri" is no prefix of it
+    ("swelling", "swollen knee", False),
+    ("swollen", "the swelling in the knee", False),
+    ("taping", "mcconnell taping will help", True),
+    ("tape", "mcconnell taping will help", False),  # the lay terms bridge this one
+])
+def test_a_term_is_found_by_its_stem_or_itself(term, passage, found):
+    assert G._term_in(term, passage) is found

@@ -266,6 +266,9 @@ def test_a_fragment_is_read_in_context_unless_it_clearly_leaves_the_topic(seed_r
 @pytest.mark.parametrize("question, words", [
     ("kicking a ball is too much for me at the moment, what instead", "tolerate kicking"),
     ("what if a weak vmo is left alone for years", "unless vmo weakness is dealt with"),
+    ("in girls where does the kneecap end up sitting", "rides high"),
+    ("how much swelling before the vmo switches off", "shut down the vmo"),
+    ("should i train the end of straightening my leg", "30 degrees of the knee extension"),
 ])
 def test_patients_words_find_the_passage_in_the_collections_words(seed_retriever, question, words):
     assert words in seed_retriever.search(question, k=1)[0].chunk.text.lower()
