@@ -89,12 +89,26 @@ def _quotable(text: str) -> tuple[tuple[int, int, str], ...]:
     return tuple(out)
 
 
-def score_sentences(question: str, sentences: Sequence[str], embedder) -> np.ndarray:
+def score_sentences(question: str, sentences: Sequence[str], embedder, asked: str | None = None) -> np.ndarray:
     """Cosine to the question plus weighted share of the question's content
-    words the sentence contains."""
-    vecs = embedder.encode([question] + list(sentences))
-    cos = vecs[1:] @ vecs[0]
-    q_words = content_words(question)
+    words (and their lay-term translations) the sentence contains.
+
+    ``asked``: for a follow-up read with an earlier turn (``question``), the
+    user's own words; the cosine is then taken with the vector retrieval
+    ranked by, which leans on what is newly asked
+    (:data:`~assistant.retrieval.FOLLOWUP_QUESTION_WEIGHT`)."""
+    from .retrieval import FOLLOWUP_QUESTION_WEIGHT, expand_lay_terms
+
+    lean = asked is not None and asked.strip() and asked.strip() != question.strip()
+    vecs = embedder.encode([question] + ([asked] if lean else []) + list(sentences))
+    qvec = vecs[0]
+    if lean:
+        qvec = FOLLOWUP_QUESTION_WEIGHT * vecs[1] + (1 - FOLLOWUP_QUESTION_WEIGHT) * vecs[0]
+        qvec = qvec / (np.linalg.norm(qvec) or 1.0)
+        vecs = np.concatenate([vecs[:1], vecs[2:]])
+    cos = vecs[1:] @ qvec
+    # the collection's words for the patient's too ("too much": "tolerate")
+    q_words = content_words(expand_lay_terms(question))
     lexical = np.zeros(len(sentences), dtype=np.float32)
     if q_words:
         for i, sentence in enumerate(sentences):
@@ -103,11 +117,14 @@ def score_sentences(question: str, sentences: Sequence[str], embedder) -> np.nda
     return cos + LEXICAL_WEIGHT * lexical
 
 
-def compose_answer(question: str, hits: Sequence[Hit], embedder, settings) -> tuple[str, tuple[Citation, ...]]:
+def compose_answer(question: str, hits: Sequence[Hit], embedder, settings,
+                   asked: str | None = None) -> tuple[str, tuple[Citation, ...]]:
     """The extractive reply to ``question`` and the passages it cites.
 
     Args:
         question: the (follow-up resolved) question.
+        asked: the user's own words, when ``question`` was read with an
+            earlier turn (see :func:`score_sentences`).
         hits: retrieved passages, best first.
         embedder: anything with ``encode(texts) -> unit vectors``.
         settings: uses ``max_answer_sentences``.
@@ -124,7 +141,7 @@ def compose_answer(question: str, hits: Sequence[Hit], embedder, settings) -> tu
     cands = _candidates(top)
     if not cands:
         raise ValueError("none of the retrieved passages has a sentence to quote")
-    scores = score_sentences(question, [c[3] for c in cands], embedder)
+    scores = score_sentences(question, [c[3] for c in cands], embedder, asked)
     best = float(scores.max())
     order = np.argsort(-scores, kind="stable")
     chosen = [int(i) for i in order[:limit] if scores[i] >= RELATIVE_FLOOR * best or i == order[0]]

@@ -440,6 +440,9 @@ def _summarize(
     supported = sum(
         any(_holds_evidence(cit["text"], c.evidence) for cit in r["citations"]) for c, r in answered
     )
+    # project addition: the reply's own words hold the evidence (it quotes the
+    # answering sentence, not only cites its passage)
+    quoted = sum(_holds_evidence(r["reply"], c.evidence) for c, r in answered)
     followup_pool = [r for r in records if r["decision"] in (Decision.ANSWER.value, Decision.NO_EVIDENCE.value)]
     followups = sum(urges_followup(r["reply"]) for r in followup_pool)
 
@@ -463,6 +466,7 @@ def _summarize(
         "recall_at_k": recall_at_k,
         "mrr": mrr,
         "citation_support": _share(supported, len(answered)),
+        "evidence_quoted": _share(quoted, len(answered)),
         "followup_rate": _share(followups, len(followup_pool)),
         "latency_ms": {
             "p50": _percentile(latencies, 50),
@@ -678,6 +682,7 @@ def _report(summary: dict, cases: Sequence[Case], records: Sequence[dict], pictu
     lines += [
         f"| MRR | {_fmt(summary['mrr'])} | {summary['answer_cases']} answer cases |",
         f"| citation support | {_fmt(summary['citation_support'])} | answer cases answered `answer` |",
+        f"| evidence quoted in the reply | {_fmt(summary.get('evidence_quoted'))} | answer cases answered `answer` |",
         f"| follow-up rate | {_fmt(summary['followup_rate'])} | replies `answer` or `no_evidence` |",
         f"| escalate recall | {_fmt(summary['escalate_recall'])} | escalate cases |",
         f"| latency p50 / p95 / max (ms) | {_fmt(lat['p50'])} / {_fmt(lat['p95'])} / {_fmt(lat['max'])} | all cases |",
@@ -723,6 +728,7 @@ _COMPARE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("decision accuracy", "decision_accuracy", True),
     ("MRR", "mrr", True),
     ("citation support", "citation_support", True),
+    ("evidence quoted", "evidence_quoted", True),
     ("follow-up rate", "followup_rate", True),
     ("escalate recall", "escalate_recall", True),
     ("latency p50 (ms)", "latency_ms.p50", False),

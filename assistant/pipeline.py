@@ -180,7 +180,7 @@ class Assistant:
             reply_text, citations = generated.text, generated.citations
             timings["generated"] = float(generated.generated)
         else:
-            reply_text, citations = answer.compose_answer(query, hits, self.embedder, self.settings)
+            reply_text, citations = answer.compose_answer(query, hits, self.embedder, self.settings, asked=text)
         if truncated:
             reply_text = ("(Your message was long, so I read only its first "
                           f"{MAX_MESSAGE_CHARS} characters.)\n\n" + reply_text)

@@ -51,7 +51,7 @@ class Settings:
 
     # Answering
     generator: str = ""  # empty: extractive composer; else a local path/id
-    max_answer_sentences: int = 4
+    max_answer_sentences: int = 5
     topic: str = (
         "knee problems: the VMO (vastus medialis obliquus), kneecap (patella)"
         " tracking, knee symptoms, their causes, and exercises"

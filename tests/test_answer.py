@@ -155,3 +155,15 @@ def test_a_follow_up_that_cannot_be_answered_alone_is_answered_in_context(seed_a
     assert any("pull the kneecap laterally" in c.text for c in reply.citations)
     # leaving the topic mid-conversation is still declined
     assert seed_assistant.respond("tell me a joke then", history).decision == Decision.OUT_OF_SCOPE
+
+
+@pytest.mark.slow
+def test_a_follow_ups_sentences_are_scored_leaning_on_what_it_newly_asks(real_embedder):
+    from assistant.answer import score_sentences
+
+    sentences = ["The noise that it makes is the kneecap dragging along one ridge of the valley.",
+                 "The ideal exercise for your VMO is kicking a soccer ball."]
+    joined = "why does my knee click when i bend it and how do i fix that? and how do i fix that?"
+    plain = score_sentences(joined, sentences, real_embedder)
+    leaning = score_sentences(joined, sentences, real_embedder, asked="and how do i fix that?")
+    assert leaning[1] - leaning[0] > plain[1] - plain[0]  # the remedy gains on the cause

@@ -335,7 +335,8 @@ def run(tmp_path):
     ]
     replies = {
         "question a1": answer(GOOD, ((1, "c-role"),), ("c-role", "c-angle", "c-swell")),
-        "question a2": answer("Swelling matters [1]. See your doctor.", ((1, "c-angle"),), ("c-angle", "c-role", "c-swell")),
+        "question a2": answer("20 cc's of swelling matters [1]. See your doctor.", ((1, "c-angle"),),
+                              ("c-angle", "c-role", "c-swell")),
         "question a3": Reply(decision=Decision.NO_EVIDENCE, text="The collection does not cover that.",
                              retrieved=hits("c-angle", "c-role")),
         "question e1": Reply(decision=Decision.REFUSE, text="I can't help with that."),
@@ -357,6 +358,8 @@ def test_summary_figures(run):
     assert summary["mrr"] == round((1 + 1 / 3 + 0) / 3, 4)
     # a1 and a2 answered; only a1 cites the evidence
     assert summary["citation_support"] == 0.5
+    # a2's own words hold its evidence (though the passage it cites does not); a1's do not
+    assert summary["evidence_quoted"] == 0.5
     # replies answer/no_evidence: a1 (physiotherapist), a2 (doctor), a3 (none)
     assert summary["followup_rate"] == round(2 / 3, 4)
     assert summary["passed"] == 2
@@ -429,7 +432,7 @@ def test_ragas_export(run):
     assert rows[1]["user_input"] == "question a2"
     assert rows[1]["retrieved_contexts"] == [PASSAGES["c-angle"], PASSAGES["c-role"], PASSAGES["c-swell"]]
     assert rows[1]["reference_contexts"] == [PASSAGES["c-swell"]]
-    assert rows[1]["response"].startswith("Swelling matters")
+    assert rows[1]["response"].startswith("20 cc's of swelling matters")
     assert rows[3]["reference_contexts"] == []
 
 
