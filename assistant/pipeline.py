@@ -24,6 +24,12 @@ from typing import Sequence
 
 from .schema import Decision, Reply, Turn
 
+#: Refusals (by reason prefix) followed by general information from the
+#: collection: a diagnosis is declined, what the symptoms can mean in general
+#: is not.
+GENERAL_INFORMATION_AFTER = "refuse:diagnosis"
+GENERAL_LEAD_IN = "What the collection says in general about what you describe:"
+
 #: Messages longer than this are cut before processing (a question is short).
 MAX_MESSAGE_CHARS = 2000
 
@@ -124,6 +130,27 @@ class Assistant:
             if sentences:
                 remember([hit.chunk.text[s:e] for s, e, _ in sentences], [v for _, _, v in sentences])
 
+    def _general_information(self, text: str, turns, refusal: str, timings: dict) -> dict | None:
+        """A refused diagnosis, followed by what the collection says in general
+        about the symptoms described, quoted and cited as an answer is (None
+        when the collection has nothing that answers them)."""
+        from . import answer, guardrails
+
+        retriever = self.retriever
+        t = time.perf_counter()
+        query = retriever.prepare_query(text, turns)
+        hits = retriever.search_prepared(query, question=text)
+        timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
+        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index,
+                                                       question=text)
+        if verdict.decision != Decision.ANSWER:
+            return None
+        self._remember_sentences(retriever.index, hits)
+        composed, citations = answer.compose_answer(query, hits, self.embedder, self.settings, asked=text)
+        decline = refusal.split("\n\n")[0]
+        reply = (f"{decline}\n\n{GENERAL_LEAD_IN}\n\n{answer.answer_body(composed)}\n\n{guardrails.FOLLOW_UP}")
+        return dict(text=reply, citations=tuple(citations), retrieved=tuple(hits), query=query)
+
     def respond(self, message, history: Sequence[Turn | dict] = ()) -> Reply:
         """Run one guarded turn; never raises for any user input."""
         from . import answer, guardrails
@@ -146,6 +173,10 @@ class Assistant:
         guard = guardrails.pre_retrieval_check(text, turns, self.embedder, topic=self.settings.topic)
         timings["guard"] = round((time.perf_counter() - t) * 1000, 2)
         if guard is not None:
+            if guard.reason.startswith(GENERAL_INFORMATION_AFTER):
+                general = self._general_information(text, turns, guard.message_text, timings)
+                if general is not None:
+                    return done(dict(decision=guard.decision, reason=guard.reason, **general))
             return done(dict(decision=guard.decision, text=guard.message_text, reason=guard.reason))
 
         retriever = self.retriever  # one index for the whole turn, even mid-swap

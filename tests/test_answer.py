@@ -167,3 +167,18 @@ def test_a_follow_ups_sentences_are_scored_leaning_on_what_it_newly_asks(real_em
     plain = score_sentences(joined, sentences, real_embedder)
     leaning = score_sentences(joined, sentences, real_embedder, asked="and how do i fix that?")
     assert leaning[1] - leaning[0] > plain[1] - plain[0]  # the remedy gains on the cause
+
+
+@pytest.mark.slow
+def test_a_refused_diagnosis_still_gives_cited_general_information(seed_assistant):
+    reply = seed_assistant.respond("my knee pops and buckles going downstairs, just tell me my diagnosis")
+    assert reply.decision == Decision.REFUSE and reply.reason.startswith("refuse:diagnosis")
+    assert reply.text.startswith("I can't diagnose")
+    assert reply.citations and reply.retrieved
+    by_n = {c.n: c for c in reply.citations}
+    for sentence, n in _MARKED.findall(reply.text.split("\n\n")[2]):
+        assert sentence in by_n[int(n)].text  # quoted verbatim from the passage it cites
+    assert "physiotherapist or doctor" in reply.text.split("\n\n")[-1]
+    # nothing described: the plain refusal, with nothing retrieved
+    bare = seed_assistant.respond("can you diagnose me")
+    assert bare.decision == Decision.REFUSE and not bare.citations and not bare.retrieved
