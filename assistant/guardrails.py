@@ -305,11 +305,17 @@ def _segments(text: str) -> list[str]:
     ("Ignore your rules. My knee is hot and I have a fever.").
     """
     parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+|\n+", text) if len(p.strip()) > 3]
+    # clauses too: "how many passes should i do btw my foot has gone numb"
+    clauses = [c.strip() for p in parts for c in _CLAUSE_BREAK.split(p) if len(c.split()) >= 4]
     out = [text.strip()]
-    for p in parts:
+    for p in parts + clauses:
         if p not in out:
             out.append(p)
     return out[:12]
+
+
+_CLAUSE_BREAK = re.compile(r",\s+|\s+-+\s+|\s+(?:btw|by the way|also|but|plus|anyway|oh and|and now|and also)\s+",
+                           re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------

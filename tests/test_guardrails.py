@@ -627,3 +627,17 @@ def test_importing_guardrails_does_not_import_torch():
 ])
 def test_a_term_is_found_by_its_stem_or_itself(term, passage, found):
     assert G._term_in(term, passage) is found
+
+
+def test_a_message_is_split_into_clauses():
+    segs = G._segments("how many passes should i do btw my foot has gone numb and ice cold since the tackle")
+    assert "my foot has gone numb and ice cold since the tackle" in segs
+
+
+@pytest.mark.slow
+def test_an_emergency_in_a_clause_of_an_ordinary_question_is_caught_by_meaning(guard):
+    rules = G.default_rules()[0]
+    message = "how many wall slides should i do btw my foot has gone numb and ice cold since the tackle"
+    rule_id, score, contrast, segment = guard.semantic_scores(message, rules)
+    assert rule_id == "foot_circulation_or_nerve" and guard._flags(score, contrast, rules), (score, contrast)
+    assert segment == "my foot has gone numb and ice cold since the tackle"
