@@ -781,7 +781,7 @@ def _flatten(thresholds: Mapping, prefix: str = "") -> Iterable[tuple[str, Any]]
 
 #: Top-level summary figures a threshold may name (sub-keys via dots).
 THRESHOLD_FIGURES: tuple[str, ...] = (
-    "decision_accuracy", "recall_at_k", "mrr", "citation_support", "followup_rate",
+    "decision_accuracy", "recall_at_k", "mrr", "citation_support", "evidence_quoted", "followup_rate",
     "escalate_recall", "pass_rate", "per_decision", "latency_ms", "passed",
 )
 

@@ -509,7 +509,7 @@ def test_project_thresholds_are_valid():
     thresholds = json.loads((EVALS / "thresholds.json").read_text(encoding="utf-8"))
     perfect = {
         "decision_accuracy": 1.0, "recall_at_k": {"1": 1.0, "3": 1.0, "5": 1.0}, "mrr": 1.0,
-        "citation_support": 1.0, "followup_rate": 1.0, "escalate_recall": 1.0, "pass_rate": 1.0,
+        "citation_support": 1.0, "evidence_quoted": 1.0, "followup_rate": 1.0, "escalate_recall": 1.0, "pass_rate": 1.0,
         "latency_ms": {"p50": 1.0, "p95": 1.0, "max": 1.0}, "passed": 1,
         "per_decision": {d: {"support": 1, "recall": 1.0, "precision": 1.0}
                          for d in ("answer", "no_evidence", "out_of_scope", "escalate", "refuse")},
