@@ -100,6 +100,8 @@ class Rule:
     reply: str = ""
     context_now: re.Pattern | None = None
     context_before: re.Pattern | None = None
+    #: the rule does not apply to a message this matches ("my dog can't walk")
+    unless: re.Pattern | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ def load_rules(path: Path | str) -> RuleSet:
             reply=" ".join(str(raw.get("reply", "")).split()),
             context_now=_expand(ctx["now"], vocabulary, where) if ctx else None,
             context_before=_expand(ctx["before"], vocabulary, where) if ctx else None,
+            unless=_expand(str(raw["unless"]), vocabulary, where) if raw.get("unless") else None,
         ))
     contrast = tuple(str(x) for x in (data.get("not_emergencies") or data.get("not_refusals") or ()))
     spelling = tuple(
@@ -449,7 +452,10 @@ class Guardrails:
         """The first rule of ``rules`` that matches ``message``, or None."""
         norm = _respell(normalize(message), rules.spelling)
         raw = unicodedata.normalize("NFKC", message).lower()
+        excluded = {r.id for r in rules.rules if r.unless is not None and (r.unless.search(norm) or r.unless.search(raw))}
         for rule in rules.rules:
+            if rule.id in excluded:
+                continue
             for group in rule.patterns:
                 if all(p.search(norm) or p.search(raw) for p in group):
                     return RuleMatch(rule.id, "pattern", None, message)
@@ -457,12 +463,14 @@ class Guardrails:
         if earlier:
             before = [_respell(normalize(t), rules.spelling) for t in earlier]
             for rule in rules.rules:
+                if rule.id in excluded:
+                    continue
                 if rule.context_now is not None and rule.context_now.search(norm) and any(
                         rule.context_before.search(b) for b in before):
                     return RuleMatch(rule.id, "context", None, message)
         if semantic:
             rid, score, contrast, seg = self.semantic_scores(message, rules)
-            if rid is not None and self._flags(score, contrast, rules):
+            if rid is not None and rid not in excluded and self._flags(score, contrast, rules):
                 return RuleMatch(rid, "semantic", round(score, 4), seg)
         return None
 
