@@ -96,17 +96,14 @@ def score_sentences(question: str, sentences: Sequence[str], embedder, asked: st
     ``asked``: for a follow-up read with an earlier turn (``question``), the
     user's own words; the cosine is then taken with the vector retrieval
     ranked by, which leans on what is newly asked
-    (:data:`~assistant.retrieval.FOLLOWUP_QUESTION_WEIGHT`)."""
-    from .retrieval import FOLLOWUP_QUESTION_WEIGHT, expand_lay_terms
+    (:func:`~assistant.retrieval.lean_on_question`)."""
+    from .retrieval import expand_lay_terms, lean_on_question
 
-    lean = asked is not None and asked.strip() and asked.strip() != question.strip()
-    vecs = embedder.encode([question] + ([asked] if lean else []) + list(sentences))
-    qvec = vecs[0]
-    if lean:
-        qvec = FOLLOWUP_QUESTION_WEIGHT * vecs[1] + (1 - FOLLOWUP_QUESTION_WEIGHT) * vecs[0]
-        qvec = qvec / (np.linalg.norm(qvec) or 1.0)
-        vecs = np.concatenate([vecs[:1], vecs[2:]])
-    cos = vecs[1:] @ qvec
+    lean = bool(asked and asked.strip() and asked.strip() != question.strip())
+    queries = [question, asked] if lean else [question]
+    vecs = embedder.encode(queries + list(sentences))
+    qvec = lean_on_question(vecs[0], vecs[1]) if lean else vecs[0]
+    cos = vecs[len(queries):] @ qvec
     # the collection's words for the patient's too ("too much": "tolerate")
     q_words = content_words(expand_lay_terms(question))
     lexical = np.zeros(len(sentences), dtype=np.float32)
