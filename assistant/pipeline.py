@@ -130,6 +130,33 @@ class Assistant:
             if sentences:
                 remember([hit.chunk.text[s:e] for s, e, _ in sentences], [v for _, _, v in sentences])
 
+    def _retrieve_and_decide(self, retriever, text: str, turns, timings: dict):
+        """(query, hits, verdict) for a message past the pre-retrieval checks:
+        answer, no_evidence or out_of_scope."""
+        from . import guardrails
+
+        t = time.perf_counter()
+        query = retriever.prepare_query(text, turns)
+        hits = retriever.search_prepared(query, question=text)
+        timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
+
+        t = time.perf_counter()
+        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index,
+                                                       question=text)
+        if verdict.decision in (Decision.NO_EVIDENCE, Decision.OUT_OF_SCOPE) and turns:
+            # Not answerable alone, but it is part of a conversation: read it
+            # with the earlier turn ("how far down do I bend" after "what are
+            # wall slides"), and keep that reading only if it can be answered.
+            context_query = retriever.prepare_query(text, turns, in_context=True)
+            if context_query != query:
+                context_hits = retriever.search_prepared(context_query, question=text)
+                second = guardrails.post_retrieval_decision(context_query, context_hits, self.embedder,
+                                                            self.settings, retriever.index, question=text)
+                if second.decision == Decision.ANSWER:
+                    query, hits, verdict = context_query, context_hits, second
+        timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
+        return query, hits, verdict
+
     def _general_information(self, text: str, turns, refusal: str, timings: dict) -> dict | None:
         """A refused diagnosis, followed by what the collection says in general
         about the symptoms described, quoted and cited as an answer is (None
@@ -137,12 +164,7 @@ class Assistant:
         from . import answer, guardrails
 
         retriever = self.retriever
-        t = time.perf_counter()
-        query = retriever.prepare_query(text, turns)
-        hits = retriever.search_prepared(query, question=text)
-        timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
-        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index,
-                                                       question=text)
+        query, hits, verdict = self._retrieve_and_decide(retriever, text, turns, timings)
         if verdict.decision != Decision.ANSWER:
             return None
         self._remember_sentences(retriever.index, hits)
@@ -180,30 +202,12 @@ class Assistant:
             return done(dict(decision=guard.decision, text=guard.message_text, reason=guard.reason))
 
         retriever = self.retriever  # one index for the whole turn, even mid-swap
-        t = time.perf_counter()
-        query = retriever.prepare_query(text, turns)
-        hits = retriever.search_prepared(query, question=text)
-        timings["retrieve"] = round((time.perf_counter() - t) * 1000, 2)
-
-        t = time.perf_counter()
-        verdict = guardrails.post_retrieval_decision(query, hits, self.embedder, self.settings, retriever.index,
-                                                       question=text)
-        if verdict.decision in (Decision.NO_EVIDENCE, Decision.OUT_OF_SCOPE) and turns:
-            # Not answerable alone, but it is part of a conversation: read it
-            # with the earlier turn ("how far down do I bend" after "what are
-            # wall slides"), and keep that reading only if it can be answered.
-            context_query = retriever.prepare_query(text, turns, in_context=True)
-            if context_query != query:
-                context_hits = retriever.search_prepared(context_query, question=text)
-                second = guardrails.post_retrieval_decision(context_query, context_hits, self.embedder,
-                                                            self.settings, retriever.index, question=text)
-                if second.decision == Decision.ANSWER:
-                    query, hits, verdict = context_query, context_hits, second
+        query, hits, verdict = self._retrieve_and_decide(retriever, text, turns, timings)
         if verdict.decision != Decision.ANSWER:
-            timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
             return done(dict(decision=verdict.decision, text=verdict.message_text, reason=verdict.reason,
                              retrieved=tuple(hits), query=query))
         self._remember_sentences(retriever.index, hits)
+        t = time.perf_counter()
         if self.settings.generator:
             from .generator import generate_answer
 
