@@ -755,8 +755,8 @@ def _term_in(term: str, passages: str) -> bool:
     """Does the term (or its stem) occur as the start of a word in ``passages``?"""
     stem = _stem(term)
     # the word itself too: a stem is not always a prefix of it ("surgery": "surgeri")
-    return (re.search(r"\b" + re.escape(stem if len(stem) >= 4 else term), passages) is not None
-            or re.search(r"\b" + re.escape(term), passages) is not None)
+    prefixes = {stem if len(stem) >= 4 else term, term}
+    return re.search(r"\b(?:" + "|".join(map(re.escape, prefixes)) + ")", passages) is not None
 
 
 def best_dense(query: str, hits: Sequence[Hit], embedder) -> float | None:
