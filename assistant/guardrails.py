@@ -147,6 +147,8 @@ class ScopeConfig:
     knee_region_terms: tuple[str, ...] = ()
     answer_types: tuple[tuple[str, re.Pattern, re.Pattern], ...] = ()
     not_alternatives: tuple[str, ...] = ()
+    knee_idioms: tuple[str, ...] = ()
+    topic_switches: tuple[str, ...] = ()
 
 
 def _load_yaml(path: Path) -> dict:
@@ -255,7 +257,8 @@ def load_scope(path: Path | str) -> ScopeConfig:
     anchors = tuple(str(a) for a in data.get("anchors") or ())
     if not anchors:
         raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
-    lists = ("generic_terms", "other_body_parts", "knee_region_terms", "not_alternatives")
+    lists = ("generic_terms", "other_body_parts", "knee_region_terms", "not_alternatives", "knee_idioms",
+             "topic_switches")
     known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", *lists}
     unknown = set(th) - known
     if unknown:
@@ -293,6 +296,45 @@ def normalize(text: str) -> str:
     text = re.sub(f"[{_APOSTROPHES}]", "", text)
     text = re.sub(r"[^\w\s]|_", " ", text)
     return " ".join(text.split())
+
+
+def fold_accents(text: str) -> str:
+    """``text`` without accents ("opérée" -> "operee", "rótula" -> "rotula"),
+    so a rule written in plain letters matches either spelling."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_UNDECOMPOSED))
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+#: letters NFKD leaves whole: Polish ł, Turkish dotless ı, Danish ø, ß
+_UNDECOMPOSED = str.maketrans({"ł": "l", "Ł": "L", "ı": "i", "ø": "o", "Ø": "O", "đ": "d", "ß": "ss", "æ": "ae"})
+
+
+_LEET = str.maketrans("013457@$", "oieastas")
+#: a word with digits among its letters ("y0ur", "1gn0r3"), unlike a number
+#: with a unit ("800mg", "20cc") or an ordinal ("1st")
+_LEET_SIGN = re.compile(r"[a-z][013457]|[013457][a-z]+[013457]")
+_MIXED_WORD = re.compile(r"\b(?=\w*[a-z])(?=\w*\d)\w+\b")
+
+
+def unleet(text: str) -> str:
+    """A message written with digits for letters ("1gn0r3 y0ur
+    1nstruct10n5 4nd ...") read as letters; any other text unchanged. It
+    takes two words that look like leetspeak, so "b4 the 3rd set" is left
+    alone."""
+    if sum(1 for w in text.split() if _LEET_SIGN.search(w)) < 2:
+        return text
+    return _MIXED_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
+
+
+def readings(message: str, spelling: Sequence[tuple[re.Pattern, str]] = ()) -> list[str]:
+    """The forms of a message the rules' patterns are tried on: normalised
+    and respelled (the main one), as typed (lower case, for scripts such as
+    Chinese and for punctuation), without accents, and with leetspeak read as
+    letters; the last two only when they differ."""
+    norm = _respell(normalize(message), spelling)
+    others = (unicodedata.normalize("NFKC", message).lower(), _respell(fold_accents(norm), spelling),
+              _respell(unleet(norm), spelling))
+    return list(dict.fromkeys((norm, *others)))
 
 
 def _respell(text: str, spelling: Sequence[tuple[re.Pattern, str]]) -> str:
@@ -450,14 +492,14 @@ class Guardrails:
     def match(self, message: str, rules: RuleSet, history: Sequence[Turn] = (),
               semantic: bool = True) -> RuleMatch | None:
         """The first rule of ``rules`` that matches ``message``, or None."""
-        norm = _respell(normalize(message), rules.spelling)
-        raw = unicodedata.normalize("NFKC", message).lower()
-        excluded = {r.id for r in rules.rules if r.unless is not None and (r.unless.search(norm) or r.unless.search(raw))}
+        texts = readings(message, rules.spelling)
+        norm = texts[0]
+        excluded = {r.id for r in rules.rules if r.unless is not None and any(r.unless.search(t) for t in texts)}
         for rule in rules.rules:
             if rule.id in excluded:
                 continue
             for group in rule.patterns:
-                if all(p.search(norm) or p.search(raw) for p in group):
+                if all(any(p.search(t) for t in texts) for p in group):
                     return RuleMatch(rule.id, "pattern", None, message)
         earlier = [t.content for t in history if getattr(t, "role", "") == "user"][-rules.history_turns:]
         if earlier:
@@ -521,12 +563,39 @@ class Guardrails:
         my bad knee"): nearer an off-topic anchor than the topic by
         ``topic_margin``, and at least :data:`ASKED_OFF_TOPIC_MIN` close to it."""
         region = set(self.scope.knee_region_terms)
+        if _knee_symptom(question, region):
+            return False  # "why do my knees ache when it turns cold" asks about the knee
         asked = _BACK_OF_KNEE.sub(" ", question.lower())  # "the back of my knee" is no back pain
         rest = " ".join(w for w in re.findall(r"[\w']+", asked) if w not in region)
         if not rest.strip():
             return False
         on, off = self.topic_scores(rest, topic)
         return off >= ASKED_OFF_TOPIC_MIN and off - on >= self.scope.topic_margin
+
+    def not_about_the_knee(self, question: str, topic: str) -> str | None:
+        """Why a question that names the knee is not about it, or None: every
+        knee word is in an idiom ("the bee's knees", "a knee wall", "the knee
+        of the curve"), or the question says it changes the subject ("different
+        question, ...") and what follows is off the topic."""
+        text = " " + normalize(question) + " "
+        region = set(self.scope.knee_region_terms)
+        idioms = [normalize(i) for i in self.scope.knee_idioms]
+        stripped = text
+        for idiom in idioms:
+            stripped = stripped.replace(" " + idiom + " ", " ")
+        if stripped != text and not region & set(stripped.split()):
+            on, _ = self.topic_scores(stripped.strip(), topic)
+            if on < self.scope.topic_threshold:
+                return "idiom"
+        for switch in (normalize(t) for t in self.scope.topic_switches):
+            at = text.find(" " + switch + " ")
+            if at >= 0:
+                rest = text[at + len(switch) + 2:].strip()
+                if len(rest.split()) >= 3:
+                    on, off = self.topic_scores(rest, topic)
+                    if on < self.scope.topic_threshold and off >= on:
+                        return "changed_subject"
+        return None
 
     def _pieces(self, words: Sequence[str]) -> dict[str, int]:
         todo = [w for w in words if w not in self._pieces_cache]
@@ -648,6 +717,9 @@ class Guardrails:
         if elsewhere:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
                                out_of_scope_text(topic), {"body_part": elsewhere})
+        why_not = self.not_about_the_knee(query if question is None else question, topic)
+        if why_not:
+            return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:{why_not}", out_of_scope_text(topic), {})
         found = [w for w in words if _term_in(w, passages) or _lay_term_in(w, passages)]
         coverage = len(found) / len(words) if words else 0.0
         ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
@@ -689,6 +761,25 @@ class Guardrails:
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:missing={','.join(missing)}",
                                no_evidence_text(topic), scores)
         return GuardResult(Decision.ANSWER, f"answer:dense={scores['dense']}", "", scores)
+
+
+_SYMPTOM = re.compile(r"^(?:ache|aches|aching|achy|hurt|hurts|hurting|pain|pains|painful|swell|swells|swelling|swollen|"
+                      r"click|clicks|clicking|pop|pops|popping|crack|cracks|cracking|creak|creaks|grind|grinds|"
+                      r"grinding|lock|locks|locking|stiff|stiffen|stiffens|sore|throb|throbs|throbbing|"
+                      r"buckle|buckles|give|gives|giving|gave|feel|feels|flare|flares|play|plays|playing)$")
+
+
+def _knee_symptom(question: str, region: set[str]) -> bool:
+    """Does the question say what the user's knee does or feels ("my knees
+    ache", "knee pain", "my knee is swollen")? Then it is about the knee,
+    whatever else it mentions (the weather, a playlist is asked *for* it)."""
+    words = normalize(question).split()
+    for i, w in enumerate(words):
+        if w in region and i > 0 and words[i - 1] in ("my", "our", "his", "her", "their", "the", "both"):
+            nxt = [x for x in words[i + 1:i + 4] if x not in ("up", "is", "are", "keeps", "keep", "really", "so", "still", "always", "more", "a", "lot", "bit", "been", "has", "have", "get", "gets", "getting", "do", "does")]
+            if nxt and _SYMPTOM.match(nxt[0]):
+                return True
+    return False
 
 
 def content_words(text: str) -> list[str]:
