@@ -148,6 +148,7 @@ class ScopeConfig:
     answer_types: tuple[tuple[str, re.Pattern, re.Pattern], ...] = ()
     not_alternatives: tuple[str, ...] = ()
     knee_idioms: tuple[str, ...] = ()
+    asked_about: tuple[re.Pattern, ...] = ()
     topic_switches: tuple[str, ...] = ()
 
 
@@ -269,8 +270,16 @@ def load_scope(path: Path | str) -> ScopeConfig:
             answer_types.append((str(entry["name"]), re.compile(entry["asks"], re.I), re.compile(entry["needs"], re.I)))
         except (KeyError, TypeError, re.error) as exc:
             raise ValueError(f"{path}: answer_types entry {i + 1} needs name, asks and needs regexes ({exc})") from None
+    asked_about = []
+    for i, pattern in enumerate(data.get("asked_about") or ()):
+        try:
+            asked_about.append(re.compile(str(pattern), re.I))
+        except re.error as exc:
+            raise ValueError(f"{path}: asked_about entry {i + 1} is not a valid regex ({exc})") from None
+        if "x" not in asked_about[-1].groupindex:
+            raise ValueError(f"{path}: asked_about entry {i + 1} needs a group named x: (?P<x>...)")
     return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
-                       answer_types=tuple(answer_types),
+                       answer_types=tuple(answer_types), asked_about=tuple(asked_about),
                        **{name: tuple(str(w).lower() for w in data.get(name) or ()) for name in lists},
                        **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
 
@@ -686,6 +695,23 @@ class Guardrails:
                 return name
         return None
 
+    def missing_subject(self, question: str, hits: Sequence[Hit]) -> str | None:
+        """What the question asks about ("is *cycling* good for the VMO",
+        "the best *stretches* for...", the ``asked_about`` patterns) when
+        none of its words is in the top passages, as is or by a lay term;
+        else None. Judging words (good, normal, ...) and care words are not
+        subjects."""
+        passages = normalize(" ".join(h.chunk.text for h in list(hits)[: self.scope.top_passages]))
+        skip = set(self.scope.not_alternatives) | set(self.scope.generic_terms)
+        text = normalize(question)
+        for pattern in self.scope.asked_about:
+            for m in pattern.finditer(text):
+                words = [w for w in content_words(m.group("x")) if w not in skip]
+                if words and not any(_term_in(w, passages) or _lay_term_in(w, passages)
+                                     or _misspelt_in(w, passages) for w in words):
+                    return " ".join(words)
+        return None
+
     def missing_alternatives(self, question: str, hits: Sequence[Hit]) -> tuple[str, str] | None:
         """Two alternatives the question weighs ("ice or heat", "an MRI or an
         X-ray") when the passages mention neither; else None."""
@@ -743,6 +769,11 @@ class Guardrails:
         if kind is not None:
             scores["answer_type"] = kind
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:answer_type={kind}",
+                               no_evidence_text(topic), scores)
+        subject = self.missing_subject(asked, top)
+        if subject is not None:
+            scores["subject"] = subject
+            return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:subject={subject}",
                                no_evidence_text(topic), scores)
         pair = self.missing_alternatives(asked, top)
         if pair is not None:
@@ -840,6 +871,15 @@ def _lay_term_in(term: str, passages: str) -> bool:
     if expanded == term:
         return False
     return any(_term_in(w, passages) for w in content_words(expanded[len(term):]))
+
+
+def _misspelt_in(word: str, passages: str) -> bool:
+    """Is ``word`` a misspelling of a word of the passages ("excercise")?"""
+    import difflib
+
+    if len(word) < 5:
+        return False
+    return bool(difflib.get_close_matches(word, set(passages.split()), n=1, cutoff=0.85))
 
 
 def _term_in(term: str, passages: str) -> bool:

@@ -351,6 +351,11 @@ ANSWERABLE = [
     "how is kicking a football supposed to help my knee lol",
     "mcconel tape for knee cap?",  # a two-letter typo of a name in the collection
     "my right leg is longer than my left and my right kneecap aches, is that connected",  # "aches" is not a term
+    # near misses of the asked_about check: the subject is in the passages
+    "whats the best excercise for the vmo",
+    "is kicking a ball good for the VMO",
+    "is McConnell taping useful for kneecap pain",
+    "is the wall slide safe to do with a sore knee",
 ]
 
 NO_EVIDENCE = [
@@ -380,6 +385,10 @@ NO_EVIDENCE = [
     "is cycling good for knee osteoarthritis",
     # knee words removed, this would be a weather question: it is not
     "do my knees hurt more in cold weather because of the damp",
+    # what the question asks about is not in the passages (scope.yaml asked_about)
+    "is rowing good for the VMO",
+    "best insoles for kneecap pain",
+    "how high should my bike seat be for my knee",
 ]
 
 OUT_OF_SCOPE = [
@@ -803,3 +812,14 @@ def test_a_rule_does_not_apply_to_what_its_unless_matches(tmp_path):
 def test_a_question_saying_what_the_knee_does_is_about_the_knee(question, says):
     region = set(G.default_rules()[2].knee_region_terms)
     assert G._knee_symptom(question, region) is says
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("'(unclosed'", "not a valid regex"),
+    ("'best (\\w+) for'", "needs a group named x"),
+])
+def test_bad_asked_about_patterns_are_clear_errors(tmp_path, entry, message):
+    path = tmp_path / "scope.yaml"
+    path.write_text(f"anchors: [knee pain]\nasked_about:\n  - {entry}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        G.load_scope(path)
