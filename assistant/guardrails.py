@@ -116,6 +116,10 @@ class RuleSet:
     margin: float = 0.06
     strong: float = 0.88
     history_turns: int = 3
+    #: the reply to a message in a language the rules cannot read, and a line
+    #: in that language to put first (red_flags.yaml ``unreadable_language``)
+    unreadable_reply: str = ""
+    unreadable_lines: tuple[tuple[str, str], ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -238,6 +242,9 @@ def load_rules(path: Path | str) -> RuleSet:
         (re.compile(r"\b" + re.escape(str(wrong).lower()) + r"\b"), str(right).lower())
         for wrong, right in sorted((data.get("spelling") or {}).items(), key=lambda kv: -len(str(kv[0])))
     )
+    unreadable = data.get("unreadable_language") or {}
+    if not isinstance(unreadable, dict):
+        raise ValueError(f"{path}: 'unreadable_language' must be a mapping with 'reply' and 'lines'")
     return RuleSet(
         name=path.name,
         rules=tuple(rules),
@@ -247,6 +254,8 @@ def load_rules(path: Path | str) -> RuleSet:
         margin=float(semantic.get("margin", 0.06)),
         strong=float(semantic.get("strong", 0.88)),
         history_turns=int(semantic.get("history_turns", 3)),
+        unreadable_reply=str(unreadable.get("reply") or "").strip(),
+        unreadable_lines=tuple((str(k), str(v)) for k, v in (unreadable.get("lines") or {}).items()),
     )
 
 
@@ -335,14 +344,28 @@ def unleet(text: str) -> str:
     return _MIXED_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
 
 
+_SPACED = re.compile(r"(?:\b\w\b ){5,}\b\w\b")
+
+
+def unspace(text: str) -> str:
+    """A message typed with a space between letters ("i g n o r e   y o u r
+    r u l e s", words two spaces apart) read as words; other text unchanged."""
+    if not _SPACED.search(text):
+        return text
+    return " ".join(w.replace(" ", "") for w in re.split(r"\s{2,}", text.strip()))
+
+
 def readings(message: str, spelling: Sequence[tuple[re.Pattern, str]] = ()) -> list[str]:
     """The forms of a message the rules' patterns are tried on: normalised
     and respelled (the main one), as typed (lower case, for scripts such as
-    Chinese and for punctuation), without accents, and with leetspeak read as
-    letters; the last two only when they differ."""
+    Chinese and for punctuation), without accents, with leetspeak read as
+    letters, and with spaced-out letters read as words; each only when it
+    differs."""
     norm = _respell(normalize(message), spelling)
     others = (unicodedata.normalize("NFKC", message).lower(), _respell(fold_accents(norm), spelling),
-              _respell(unleet(norm), spelling))
+              _respell(unleet(norm), spelling), _respell(normalize(unspace(message)), spelling),
+              # French and Italian elisions ("l'anti-douleur") as two words
+              _respell(fold_accents(normalize(re.sub(f"[{_APOSTROPHES}]", " ", message))), spelling))
     return list(dict.fromkeys((norm, *others)))
 
 
@@ -540,6 +563,16 @@ class Guardrails:
             rule = self.refusals.rule(hit.rule_id)
             return GuardResult(Decision.REFUSE, f"refuse:{rule.id}:{hit.how}",
                                refusal_text(rule, topic), {"score": hit.score})
+        if self.red_flags.unreadable_reply:
+            from .language import foreign_language
+
+            lang = foreign_language(message)
+            if lang is not None:
+                # It may describe an emergency no rule understood: say how
+                # to get urgent care, in that language where we can.
+                own = dict(self.red_flags.unreadable_lines).get(lang)
+                text = f"{own}\n\n{self.red_flags.unreadable_reply}" if own else self.red_flags.unreadable_reply
+                return GuardResult(Decision.ESCALATE, f"escalate:unreadable_language:{lang}", text, {})
         return None
 
     def topic_scores(self, query: str, topic: str) -> tuple[float, float]:

@@ -38,14 +38,18 @@ EMPTY_MESSAGE = ("Please type a question about your knee, for example: "
 
 
 def clean_message(message) -> str:
-    """Printable text: control characters dropped, white space folded."""
+    """Printable text: control characters dropped, letters typed with spaces
+    between them read as words (:func:`~assistant.guardrails.unspace`, before
+    the word gaps are lost), white space folded."""
+    from .guardrails import unspace
+
     if message is None:
         return ""
     if isinstance(message, bytes):
         message = message.decode("utf-8", errors="replace")
     message = str(message)
     message = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in message)
-    return " ".join(message.split())
+    return " ".join(unspace(message).split())
 
 
 def clean_history(history) -> list[Turn]:
