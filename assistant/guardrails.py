@@ -153,6 +153,7 @@ class ScopeConfig:
     not_alternatives: tuple[str, ...] = ()
     knee_idioms: tuple[str, ...] = ()
     asked_about: tuple[re.Pattern, ...] = ()
+    abbreviations: tuple[tuple[re.Pattern, str], ...] = ()
     topic_switches: tuple[str, ...] = ()
 
 
@@ -287,8 +288,12 @@ def load_scope(path: Path | str) -> ScopeConfig:
             raise ValueError(f"{path}: asked_about entry {i + 1} is not a valid regex ({exc})") from None
         if "x" not in asked_about[-1].groupindex:
             raise ValueError(f"{path}: asked_about entry {i + 1} needs a group named x: (?P<x>...)")
+    abbreviations = []
+    for short, full in (data.get("abbreviations") or {}).items():
+        abbreviations.append((re.compile(r"\b" + re.escape(str(short)).replace(r"\ ", r"[\s-]*") + r"\b", re.I), str(full)))
     return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
                        answer_types=tuple(answer_types), asked_about=tuple(asked_about),
+                       abbreviations=tuple(abbreviations),
                        **{name: tuple(str(w).lower() for w in data.get(name) or ()) for name in lists},
                        **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
 
@@ -614,6 +619,21 @@ class Guardrails:
         on, off = self.topic_scores(rest, topic)
         return off >= ASKED_OFF_TOPIC_MIN and off - on >= self.scope.topic_margin
 
+    def spell_out(self, text: str) -> str:
+        """``text`` with the abbreviations of scope.yaml written in full ("IT
+        band" -> "iliotibial band"), so the words checked against the
+        passages are the ones a passage on the subject would use."""
+        for pattern, full in self.scope.abbreviations:
+            text = pattern.sub(full, text)
+        return text
+
+    def abbreviated_terms(self, text: str) -> list[str]:
+        """The words of the full forms of the abbreviations in ``text``: named
+        things, so each is a key term ("iliotibial", which the model alone
+        does not place near the knee)."""
+        return [w for pattern, full in self.scope.abbreviations if pattern.search(text)
+                for w in content_words(full) if w not in self.scope.generic_terms]
+
     def not_about_the_knee(self, question: str, topic: str) -> str | None:
         """Why a question that names the knee is not about it, or None: every
         knee word is in an idiom ("the bee's knees", "a knee wall", "the knee
@@ -735,7 +755,7 @@ class Guardrails:
         else None. Judging words (good, normal, ...) and care words are not
         subjects."""
         passages = normalize(" ".join(h.chunk.text for h in list(hits)[: self.scope.top_passages]))
-        skip = set(self.scope.not_alternatives) | set(self.scope.generic_terms)
+        skip = set(self.scope.not_alternatives) | set(self.scope.generic_terms) | set(self.scope.knee_region_terms)
         text = normalize(question)
         for pattern in self.scope.asked_about:
             for m in pattern.finditer(text):
@@ -771,7 +791,7 @@ class Guardrails:
         top = list(hits)[: s.top_passages]
         dense = best_dense(query, top, self.embedder)
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
-        words = content_words(query)
+        words = content_words(self.spell_out(query))
         elsewhere = self.other_body_part(words, index)
         if elsewhere:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
@@ -782,6 +802,9 @@ class Guardrails:
         found = [w for w in words if _term_in(w, passages) or _lay_term_in(w, passages)]
         coverage = len(found) / len(words) if words else 0.0
         ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
+        spelled = self.spell_out(query)
+        if not ok and spelled != query:  # "is it PFPS": judged by what the letters stand for
+            ok, scores = self.in_scope(spelled, dense, topic, coverage, len(words))
         scores["coverage"] = round(coverage, 3)
         shared = self.shared_rare_terms(words, top, index)
         if shared:
@@ -813,7 +836,9 @@ class Guardrails:
             scores["alternatives"] = list(pair)
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:alternatives={pair[0]}/{pair[1]}",
                                no_evidence_text(topic), scores)
+        named = self.abbreviated_terms(query)
         missing = self.key_terms([w for w in words if w not in found], topic)
+        missing += [w for w in named if w not in found and w not in missing]
         scores["missing_terms"] = missing
         d = -1.0 if dense is None else dense
         if d < s.answer_min and not (coverage >= 1.0 and d >= s.lexical_min) and not (shared and not missing):
