@@ -145,6 +145,7 @@ class ScopeConfig:
     key_term_similarity: float = 0.62
     key_term_min_similarity: float = 0.30
     rare_term_max_share: float = 0.25
+    off_topic_clear: float = 0.55
     top_passages: int = 5
     generic_terms: tuple[str, ...] = ()
     other_body_parts: tuple[str, ...] = ()
@@ -807,6 +808,12 @@ class Guardrails:
             ok, scores = self.in_scope(spelled, dense, topic, coverage, len(words))
         scores["coverage"] = round(coverage, 3)
         shared = self.shared_rare_terms(words, top, index)
+        if shared and scores["off_topic"] >= s.off_topic_clear and scores["off_topic"] > scores["topic"]:
+            # Two words that meet in a passage ("dropping" your toe, "fix")
+            # say nothing when the question is plainly about something else
+            # ("my wifi keeps dropping, how do I fix it").
+            scores["shared_terms_off_topic"] = shared
+            shared = []
         if shared:
             scores["shared_terms"] = shared
         if not ok and shared:
