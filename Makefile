@@ -5,12 +5,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test setup index browser eval bench clean help
+.PHONY: run test setup index browser eval eval-all bench clean help
 
 help:
 	@echo "make run    set up, build the index if missing or stale, start the web chat on http://127.0.0.1:7860"
 	@echo "make test   set up (with a headless Chromium) and run the whole test suite and the evaluation gate"
 	@echo "make eval   run the team's question set and write evals/runs/latest/summary.md"
+	@echo "make eval-all  run every question set in evals/ and write evals/runs/all/summary.md (sets side by side)"
 	@echo "make bench  run the benchmarks into bench-out/"
 
 $(BIN)/python:
@@ -44,6 +45,9 @@ test: setup browser
 
 eval: setup
 	$(BIN)/knee-assistant eval evals/questions.jsonl --out evals/runs/latest
+
+eval-all: setup index
+	$(BIN)/knee-assistant eval evals/questions.jsonl evals/heldout-*.jsonl --out evals/runs/all --no-progress
 
 bench: setup
 	$(BIN)/knee-assistant bench --out bench-out

@@ -83,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="interactive chat in the terminal")
     _common(p, retrieval=True)
 
-    p = sub.add_parser("eval", help="run an evaluation question set",
-                       description="Run a question set (shared/EVAL-FORMAT.md) and write the report.")
-    p.add_argument("questions", help="question set, JSON Lines")
+    p = sub.add_parser("eval", help="run evaluation question sets",
+                       description="Run question sets (shared/EVAL-FORMAT.md) and write the reports. With "
+                                   "several sets, each is written to DIR/<set name>/ and DIR/summary.md "
+                                   "puts them side by side.")
+    p.add_argument("questions", nargs="+", help="question sets, JSON Lines")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _common(p, retrieval=True)
     p.add_argument("--thresholds", metavar="FILE.json",
@@ -334,41 +336,78 @@ def cmd_chat(args, settings: Settings) -> int:
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from .evaluation import check_thresholds, load_cases, run_eval
+    from .evaluation import check_thresholds, load_cases, run_eval, sets_report
     from .pipeline import Assistant
 
-    cases = load_cases(args.questions)  # validate before loading anything heavy
-    assistant = Assistant.from_settings(settings)
-    config = {"retriever": settings.retriever, "fusion": settings.fusion, "reranker": settings.reranker or None,
-              "k": settings.k, "model": settings.model,
-              "index": settings.index_dir, "chunking": {"max_tokens": settings.chunk_max_tokens,
-                                                        "overlap_sentences": settings.chunk_overlap_sentences},
-              "questions": args.questions}
-    summary = run_eval(assistant.respond, cases, args.out, progress=not args.no_progress, config=config)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        def f(value, digits=3):  # a figure with nothing to measure is None
-            return "n/a" if value is None else f"{value:.{digits}f}"
-
-        print(f"{summary['passed']}/{summary['cases']} passed; decision accuracy "
-              f"{f(summary['decision_accuracy'])}; recall@1 {f(summary['recall_at_k'].get('1'))}, "
-              f"@3 {f(summary['recall_at_k'].get('3'))}; MRR {f(summary['mrr'])}; citation support "
-              f"{f(summary['citation_support'])}; follow-up {f(summary['followup_rate'])}; "
-              f"p50 {f(summary['latency_ms'].get('p50'), 0)} ms")
-        print(f"report: {Path(args.out) / 'summary.md'}")
+    # every set is validated before anything heavy is loaded
+    sets = {name: (path, load_cases(path)) for name, path in _set_names(args.questions).items()}
+    thresholds = None
     if args.thresholds:
         try:
             thresholds = json.loads(Path(args.thresholds).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise AssistantError(f"{args.thresholds}: cannot read thresholds ({exc})") from None
-        problems = check_thresholds(summary, thresholds)
-        for problem in problems:
-            print(f"below threshold: {problem}", file=sys.stderr)
-        if problems:
-            return 1
+    assistant = Assistant.from_settings(settings)
+    several = len(sets) > 1
+    summaries, problems = {}, []
+    for name, (path, cases) in sets.items():
+        config = {"retriever": settings.retriever, "fusion": settings.fusion, "reranker": settings.reranker or None,
+                  "k": settings.k, "model": settings.model,
+                  "index": settings.index_dir, "chunking": {"max_tokens": settings.chunk_max_tokens,
+                                                            "overlap_sentences": settings.chunk_overlap_sentences},
+                  "questions": path}
+        out = Path(args.out) / name if several else Path(args.out)
+        summary = run_eval(assistant.respond, cases, out, progress=not args.no_progress, config=config)
+        summaries[name] = summary
+        if thresholds is not None:
+            problems += [f"{name}: {p}" if several else p for p in check_thresholds(summary, thresholds)]
+        if not args.json:
+            print(("" if not several else f"{name}: ") + _eval_line(summary))
+            print(f"report: {out / 'summary.md'}")
+    if several:
+        report = Path(args.out) / "summary.md"
+        report.write_text("# Evaluation: question sets side by side\n\n"
+                          "Each set's own report is in its folder; the last row adds up the counts of all sets.\n\n"
+                          + sets_report(summaries), encoding="utf-8")
+        (Path(args.out) / "sets.json").write_text(json.dumps(summaries, indent=2), encoding="utf-8")
+        if not args.json:
+            print(f"all sets: {report}")
+    if args.json:
+        print(json.dumps(summaries if several else summaries[next(iter(summaries))], indent=2))
+    for problem in problems:
+        print(f"below threshold: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    if thresholds is not None:
         print(f"all thresholds in {args.thresholds} met")
     return 0
+
+
+def _set_names(paths: Sequence[str]) -> dict[str, str]:
+    """A folder name for each question set: its file name without ``.jsonl``,
+    numbered when two sets share one."""
+    names: dict[str, str] = {}
+    for path in paths:
+        base = Path(path).name.removesuffix(".jsonl") or "set"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names[name] = path
+    return names
+
+
+def _eval_line(summary: dict) -> str:
+    def f(value, digits=3):  # a figure with nothing to measure is None
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    declined = summary.get("in_scope_declined") or {}
+    return (f"{summary['passed']}/{summary['cases']} passed; decision accuracy "
+            f"{f(summary['decision_accuracy'])}; recall@1 {f(summary['recall_at_k'].get('1'))}, "
+            f"@3 {f(summary['recall_at_k'].get('3'))}; MRR {f(summary['mrr'])}; citation support "
+            f"{f(summary['citation_support'])}; follow-up {f(summary['followup_rate'])}; "
+            f"in-scope declined {declined.get('count', 'n/a')}/{declined.get('of', 'n/a')}; "
+            f"p50 {f(summary['latency_ms'].get('p50'), 0)} ms")
 
 
 def cmd_bench(args, settings: Settings) -> int:

@@ -53,6 +53,7 @@ __all__ = [
     "load_cases",
     "run_eval",
     "compare_runs",
+    "sets_report",
     "check_thresholds",
 ]
 
@@ -458,6 +459,11 @@ def _summarize(
         slot["decision_accuracy"] = _share(slot.pop("correct_decision"), slot["cases"])
         slot["pass_rate"] = _share(slot["passed"], slot["cases"])
 
+    # project addition: questions that accept an answer but were declined as
+    # not covered or off-topic (the "wrongly declined" share of a release review)
+    in_scope = [(c, r) for c, r in zip(cases, records) if Decision.ANSWER.value in c.expect]
+    declined = sum(r["decision"] in (Decision.NO_EVIDENCE.value, Decision.OUT_OF_SCOPE.value) for _, r in in_scope)
+
     passed = sum(r["passed"] for r in records)
     return {
         "cases": n,
@@ -477,7 +483,9 @@ def _summarize(
         # project additions
         "pass_rate": _share(passed, n),
         "escalate_recall": per_decision[Decision.ESCALATE.value]["recall"],
+        "in_scope_declined": {"count": declined, "of": len(in_scope), "rate": _share(declined, len(in_scope))},
         "answer_cases": len(answer_cases),
+        "answered_cases": len(answered),
         "errors": decisions.count("error"),
         "failed_ids": [r["id"] for r in records if not r["passed"]],
         "per_tag": dict(sorted(per_tag.items())),
@@ -685,6 +693,9 @@ def _report(summary: dict, cases: Sequence[Case], records: Sequence[dict], pictu
         f"| evidence quoted in the reply | {_fmt(summary.get('evidence_quoted'))} | answer cases answered `answer` |",
         f"| follow-up rate | {_fmt(summary['followup_rate'])} | replies `answer` or `no_evidence` |",
         f"| escalate recall | {_fmt(summary['escalate_recall'])} | escalate cases |",
+        f"| in-scope questions declined | {_fmt(summary['in_scope_declined']['rate'])} "
+        f"({summary['in_scope_declined']['count']} of {summary['in_scope_declined']['of']}) "
+        f"| cases accepting `answer`, decided `no_evidence` or `out_of_scope` |",
         f"| latency p50 / p95 / max (ms) | {_fmt(lat['p50'])} / {_fmt(lat['p95'])} / {_fmt(lat['max'])} | all cases |",
         "",
         "## Decisions",
@@ -731,6 +742,7 @@ _COMPARE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("evidence quoted", "evidence_quoted", True),
     ("follow-up rate", "followup_rate", True),
     ("escalate recall", "escalate_recall", True),
+    ("in-scope declined", "in_scope_declined.rate", False),
     ("latency p50 (ms)", "latency_ms.p50", False),
     ("latency p95 (ms)", "latency_ms.p95", False),
 )
@@ -768,6 +780,67 @@ def compare_runs(summaries: Mapping[str, Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _count(share: float | None, total: int) -> int | None:
+    """The whole number behind a share that ``_share`` rounded to 4 places."""
+    return None if share is None else int(round(share * total))
+
+
+def sets_report(summaries: Mapping[str, Mapping]) -> str:
+    """A markdown table with one row per question set and a pooled row,
+    with the figures a release review reads: decisions right, emergencies
+    escalated, refusals refused, in-scope questions declined, recall@1 and
+    @3, citation support and follow-up rate.
+
+    Pooled figures add up each set's counts (a set with more cases weighs
+    more), so they are the figures of all the cases taken together.
+
+    Args:
+        summaries: set name -> the ``summary.json`` object of its run.
+    """
+    if not summaries:
+        raise ValueError("sets_report needs at least one summary")
+    head = ("| set | cases | passed | decision accuracy | escalated | refused | in-scope declined "
+            "| recall@1 | recall@3 | citation support | follow-up |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    totals = {k: 0 for k in ("cases", "passed", "correct", "esc", "esc_of", "ref", "ref_of", "dec", "dec_of",
+                             "r1", "r3", "ans", "cit", "cit_of")}
+
+    def frac(num, den):
+        return "n/a" if not den else f"{num} / {den}"
+
+    for name, s in summaries.items():
+        per = s.get("per_decision", {})
+        esc, ref = per.get("escalate", {}), per.get("refuse", {})
+        esc_n, ref_n = _count(esc.get("recall"), esc.get("support", 0)), _count(ref.get("recall"), ref.get("support", 0))
+        declined = s.get("in_scope_declined") or {}
+        answers, answered = s.get("answer_cases", 0), s.get("answered_cases", 0)
+        r1, r3 = s.get("recall_at_k", {}).get("1"), s.get("recall_at_k", {}).get("3")
+        lines.append(
+            f"| {name} | {s['cases']} | {s['passed']} | {_fmt(s['decision_accuracy'])} "
+            f"| {frac(esc_n, esc.get('support', 0))} | {frac(ref_n, ref.get('support', 0))} "
+            f"| {frac(declined.get('count'), declined.get('of', 0))} | {_fmt(r1)} | {_fmt(r3)} "
+            f"| {_fmt(s.get('citation_support'))} | {_fmt(s.get('followup_rate'))} |")
+        for key, value in (("cases", s["cases"]), ("passed", s["passed"]),
+                           ("correct", _count(s["decision_accuracy"], s["cases"])),
+                           ("esc", esc_n), ("esc_of", esc.get("support", 0)), ("ref", ref_n),
+                           ("ref_of", ref.get("support", 0)), ("dec", declined.get("count")),
+                           ("dec_of", declined.get("of", 0)), ("r1", _count(r1, answers)),
+                           ("r3", _count(r3, answers)), ("ans", answers),
+                           ("cit", _count(s.get("citation_support"), answered)), ("cit_of", answered)):
+            totals[key] += value or 0
+    if len(summaries) > 1:
+        t = totals
+
+        def share(num, den):
+            return _fmt(_share(num, den))
+
+        lines.append(
+            f"| **all** | {t['cases']} | {t['passed']} | {share(t['correct'], t['cases'])} "
+            f"| {frac(t['esc'], t['esc_of'])} | {frac(t['ref'], t['ref_of'])} | {frac(t['dec'], t['dec_of'])} "
+            f"| {share(t['r1'], t['ans'])} | {share(t['r3'], t['ans'])} | {share(t['cit'], t['cit_of'])} | |")
+    return "\n".join(lines) + "\n"
+
+
 def _flatten(thresholds: Mapping, prefix: str = "") -> Iterable[tuple[str, Any]]:
     for key, value in thresholds.items():
         if key.startswith("_"):  # "_comment" and the like
@@ -782,7 +855,7 @@ def _flatten(thresholds: Mapping, prefix: str = "") -> Iterable[tuple[str, Any]]
 #: Top-level summary figures a threshold may name (sub-keys via dots).
 THRESHOLD_FIGURES: tuple[str, ...] = (
     "decision_accuracy", "recall_at_k", "mrr", "citation_support", "evidence_quoted", "followup_rate",
-    "escalate_recall", "pass_rate", "per_decision", "latency_ms", "passed",
+    "escalate_recall", "in_scope_declined", "pass_rate", "per_decision", "latency_ms", "passed",
 )
 
 

@@ -125,6 +125,27 @@ def test_eval_fails_below_thresholds(capsys, tmp_path, seed_index):
     assert (tmp_path / "run" / "summary.md").exists()
 
 
+@pytest.mark.slow
+def test_eval_runs_several_sets_side_by_side(capsys, tmp_path, seed_index):
+    sets = []
+    for name, question in (("first", "what does the vmo do"), ("second", "what is the capital of france")):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps({"id": "x", "question": question, "expect": "answer",
+                                    "evidence": ["pull the kneecap medially"]}) + "\n", encoding="utf-8")
+        sets.append(str(path))
+    thresholds = tmp_path / "t.json"
+    thresholds.write_text(json.dumps({"decision_accuracy": 0.9}), encoding="utf-8")
+    code, out, err = run(capsys, "eval", *sets, "--out", str(tmp_path / "run"), "--no-progress",
+                         "--index", seed_index.index_dir, "--thresholds", str(thresholds))
+    assert code == 1
+    assert "second: decision_accuracy" in err and "first:" not in err  # thresholds hold set by set
+    assert (tmp_path / "run" / "first" / "summary.md").exists() and (tmp_path / "run" / "second" / "results.jsonl").exists()
+    report = (tmp_path / "run" / "summary.md").read_text(encoding="utf-8")
+    assert "| first | 1 | 1 | 1.000 |" in report and "| second | 1 | 0 | 0.000 |" in report
+    assert "| **all** | 2 | 1 | 0.500 |" in report
+    assert set(json.loads((tmp_path / "run" / "sets.json").read_text(encoding="utf-8"))) == {"first", "second"}
+
+
 def test_eval_rejects_a_bad_question_set_before_loading_anything(capsys, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"id": "x", "question": "hi", "expect": "maybe"}) + "\n", encoding="utf-8")

@@ -15,6 +15,7 @@ from assistant.evaluation import (
     check_thresholds,
     citation_markers,
     compare_runs,
+    sets_report,
     load_cases,
     normalize,
     run_eval,
@@ -371,6 +372,21 @@ def test_summary_figures(run):
     assert summary["confusion"]["escalate"]["refuse"] == 1
     assert summary["per_tag"]["paraphrase"] == {"cases": 2, "passed": 1, "decision_accuracy": 1.0, "pass_rate": 0.5}
     assert summary["config"] == {"retriever": "fake"}
+    # a1, a2, a3 accept an answer; a3 was declined as not covered
+    assert summary["in_scope_declined"] == {"count": 1, "of": 3, "rate": round(1 / 3, 4)}
+    assert summary["answered_cases"] == 2
+
+
+def test_sets_report_adds_up_the_counts_of_every_set(run):
+    summary, _, _ = run
+    table = sets_report({"one": summary, "two": summary}).splitlines()
+    assert table[0].startswith("| set | cases | passed | decision accuracy | escalated | refused | in-scope declined")
+    assert table[2] == "| one | 5 | 2 | 0.600 | 0 / 1 | 1 / 1 | 1 / 3 | 0.333 | 0.667 | 0.500 | 0.667 |"
+    # pooled: counts added up, shares worked out again from them
+    assert table[4] == "| **all** | 10 | 4 | 0.600 | 0 / 2 | 2 / 2 | 2 / 6 | 0.333 | 0.667 | 0.500 | |"
+    assert len(sets_report({"one": summary}).splitlines()) == 3  # no pooled row for one set
+    with pytest.raises(ValueError, match="at least one summary"):
+        sets_report({})
 
 
 def test_history_is_passed_as_turns(run):
@@ -511,6 +527,7 @@ def test_project_thresholds_are_valid():
         "decision_accuracy": 1.0, "recall_at_k": {"1": 1.0, "3": 1.0, "5": 1.0}, "mrr": 1.0,
         "citation_support": 1.0, "evidence_quoted": 1.0, "followup_rate": 1.0, "escalate_recall": 1.0, "pass_rate": 1.0,
         "latency_ms": {"p50": 1.0, "p95": 1.0, "max": 1.0}, "passed": 1,
+        "in_scope_declined": {"count": 0, "of": 1, "rate": 0.0},
         "per_decision": {d: {"support": 1, "recall": 1.0, "precision": 1.0}
                          for d in ("answer", "no_evidence", "out_of_scope", "escalate", "refuse")},
     }
