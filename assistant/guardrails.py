@@ -560,6 +560,17 @@ class Guardrails:
                       topic: str | None = None) -> GuardResult | None:
         """Escalate an emergency, else refuse an unsafe request, else None."""
         hit = self.match(message, self.red_flags, history)
+        if hit is None and _leans_on_earlier_turn(message):
+            # "is that normal?" after "my calf has gone tight and swollen since
+            # the op": the emergency is in the turn this one asks about. Only
+            # the rules' patterns read that turn: by meaning alone, a past
+            # injury told as background ("I slipped on ice last year, all
+            # healed now") comes too close to the examples.
+            users = [t for t in history if getattr(t, "role", "") == "user" and t.content.strip()]
+            if users:
+                earlier = self.match(users[-1].content, self.red_flags, users[:-1], semantic=False)
+                if earlier is not None:
+                    hit = RuleMatch(earlier.rule_id, "earlier_turn", earlier.score, earlier.text)
         if hit is not None:
             rule = self.red_flags.rule(hit.rule_id)
             return GuardResult(Decision.ESCALATE, f"red_flag:{rule.id}:{hit.how}",
@@ -857,6 +868,19 @@ class Guardrails:
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:missing={','.join(missing)}",
                                no_evidence_text(topic), scores)
         return GuardResult(Decision.ANSWER, f"answer:dense={scores['dense']}", "", scores)
+
+
+#: A message this short (in content words) is read as a follow-up of the
+#: user's previous turn by the red-flag check, whatever its words.
+FOLLOWUP_MAX_WORDS = 4
+
+
+def _leans_on_earlier_turn(message: str) -> bool:
+    """Does the message ask about what the user said before ("is that normal?",
+    "what should I do", "and now?") rather than say something new?"""
+    from .retrieval import is_followup
+
+    return is_followup(message) or len(content_words(message)) <= FOLLOWUP_MAX_WORDS
 
 
 _SYMPTOM = re.compile(r"^(?:ache|aches|aching|achy|hurt|hurts|hurting|pain|pains|painful|swell|swells|swelling|swollen|"
