@@ -436,6 +436,18 @@ class Guardrails:
         self._lock = threading.Lock()
         self._pieces_cache: dict[str, int] = {}
         self._last_segments: tuple[str, np.ndarray] | None = None
+        self._known: frozenset[str] | None = None
+
+    @property
+    def known_words(self) -> frozenset[str]:
+        """Whole words of the embedding model's vocabulary ("rowing",
+        "kneeling"): real words, so never taken for a misspelling of a
+        passage's word ("growing", "feeling"). Empty without a tokenizer."""
+        if self._known is None:
+            tokenizer = getattr(getattr(self.embedder, "model", None), "tokenizer", None)
+            vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+            self._known = frozenset(w for w in vocab if w.isalpha() and w.isascii())
+        return self._known
 
     # -- cached example vectors
 
@@ -773,7 +785,7 @@ class Guardrails:
             for m in pattern.finditer(text):
                 words = [w for w in content_words(m.group("x")) if w not in skip]
                 if words and not any(_term_in(w, passages) or _lay_term_in(w, passages)
-                                     or _misspelt_in(w, passages) for w in words):
+                                     or _misspelt_in(w, passages, self.known_words) for w in words):
                     return " ".join(words)
         return None
 
@@ -889,16 +901,30 @@ _SYMPTOM = re.compile(r"^(?:ache|aches|aching|achy|hurt|hurts|hurting|pain|pains
                       r"buckle|buckles|give|gives|giving|gave|feel|feels|flare|flares|play|plays|playing)$")
 
 
+_QUOTED = re.compile(r"""(?:^|(?<=\s))['"“‘]\S+(?:\s+\S+){2,}?['"”’](?=\s|[.,;:?!]|$)""")
+
+
 def _knee_symptom(question: str, region: set[str]) -> bool:
     """Does the question say what the user's knee does or feels ("my knees
     ache", "knee pain", "my knee is swollen")? Then it is about the knee,
-    whatever else it mentions (the weather, a playlist is asked *for* it)."""
-    words = normalize(question).split()
+    whatever else it mentions (the weather, a playlist is asked *for* it).
+    A quoted phrase of three or more words is what is asked about, not what
+    the knee does ("translate 'my knee hurts a lot' into Polish")."""
+    words = normalize(_QUOTED.sub(" ", question)).split()
     for i, w in enumerate(words):
         if w in region and i > 0 and words[i - 1] in ("my", "our", "his", "her", "their", "the", "both"):
             nxt = [x for x in words[i + 1:i + 4] if x not in ("up", "is", "are", "keeps", "keep", "really", "so", "still", "always", "more", "a", "lot", "bit", "been", "has", "have", "get", "gets", "getting", "do", "does")]
             if nxt and _SYMPTOM.match(nxt[0]):
                 return True
+    # "a sharp pain on the inner side of my knee", "aching around the kneecap"
+    for i, w in enumerate(words):
+        if _SYMPTOM.match(w) and w not in ("play", "plays", "playing", "feel", "feels", "give", "gives", "gave", "giving"):
+            after = words[i + 1:i + 10]
+            for j, x in enumerate(after[:-1]):
+                if x in ("on", "in", "at", "around", "behind", "under", "below", "above", "near", "inside") and any(
+                        y in region and {"my", "the", "his", "her", "their", "your", "of"} & set(after[k - 2:k])
+                        for k, y in enumerate(after[j + 1:], start=j + 1)):
+                    return True
     return False
 
 
@@ -962,13 +988,16 @@ def _lay_term_in(term: str, passages: str) -> bool:
     return any(_term_in(w, passages) for w in content_words(expanded[len(term):]))
 
 
-def _misspelt_in(word: str, passages: str) -> bool:
-    """Is ``word`` a misspelling of a word of the passages ("excercise")?"""
-    import difflib
+def _misspelt_in(word: str, passages: str, known: frozenset[str] = frozenset()) -> bool:
+    """Is ``word`` a misspelling of a word of the passages ("excercise",
+    "exersice")? Close by edit distance (a swap of two letters is one edit)
+    as the retriever's speller judges it, and not itself a ``known`` word
+    ("rowing" is no typo of "growing")."""
+    from .retrieval import _closest
 
-    if len(word) < 5:
+    if len(word) < 5 or word in known:
         return False
-    return bool(difflib.get_close_matches(word, set(passages.split()), n=1, cutoff=0.85))
+    return _closest(word, sorted(set(passages.split())), 1 if len(word) < 6 else 2) is not None
 
 
 def _term_in(term: str, passages: str) -> bool:
