@@ -844,7 +844,7 @@ class Guardrails:
         if not ok and found and dense is not None and dense >= s.lexical_min:
             # A specific term of the question ("McConnell", "adductor") is in
             # the passages: the collection speaks of it, so it is in scope.
-            found_keys = [w for w in self.key_terms(found, topic) if len(w) >= 4]
+            found_keys = [w for w in self.key_terms(found, topic) if len(w) >= 3]
             if found_keys:
                 ok = True
                 scores["found_terms"] = found_keys
