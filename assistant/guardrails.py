@@ -850,7 +850,9 @@ class Guardrails:
                 scores["found_terms"] = found_keys
         if not ok:
             return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope", out_of_scope_text(topic), scores)
-        asked = query if question is None else question
+        from .retrieval import respell
+
+        asked = respell(query if question is None else question)  # "hamstrings or the quods"
         kind = self.missing_answer_type(asked, top)
         if kind is not None:
             scores["answer_type"] = kind
@@ -940,6 +942,8 @@ from by with about as into through over under again then once here there when wh
 who whom this that these those and but if or because until while so than too very just not no nor only
 own same don now up down out off any both each few more most other some such yes ok okay please thanks
 get got also really still even much many way thing things lot its im ive dont cant does did
+itll youll theyll shell itd youd theyd wont isnt arent wasnt werent doesnt didnt havent hasnt
+hadnt couldnt shouldnt wouldnt youre theyre youve weve theyve thats whats theres heres whos
 tell know want like help ask thing something anything bit work works mean means happen happens""".split())
 
 

@@ -91,6 +91,7 @@ def _as_turn(turn) -> Turn:
 
 
 LAY_TERMS_PATH = Path(__file__).with_name("data") / "lay_terms.yaml"
+MISSPELLINGS_PATH = Path(__file__).with_name("data") / "misspellings.yaml"
 
 DENSE_SCORE_USES_SENTENCES = True
 
@@ -127,6 +128,33 @@ def load_lay_terms(path: str = str(LAY_TERMS_PATH)) -> tuple[tuple[re.Pattern, s
         phrases = sorted((str(p) for p in said), key=len, reverse=True)
         out.append((re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.I), terms))
     return tuple(out)
+
+
+@lru_cache(maxsize=4)
+def load_misspellings(path: str = str(MISSPELLINGS_PATH)) -> tuple[re.Pattern, dict[str, str]]:
+    """One pattern over every listed misspelling, and misspelling -> spelling."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected 'spelling: [misspellings, ...]' lines")
+    fixes: dict[str, str] = {}
+    for right, wrongs in data.items():
+        if not isinstance(wrongs, list) or not wrongs:
+            raise ValueError(f"{path}: {right!r} needs a list of misspellings")
+        for wrong in wrongs:
+            fixes[" ".join(str(wrong).lower().split())] = str(right)
+    if not fixes:
+        return re.compile(r"(?!x)x"), {}
+    phrases = sorted(fixes, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w'])(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in phrases) + r")(?![\w'])", re.I)
+    return pattern, fixes
+
+
+def respell(text: str) -> str:
+    """``text`` with the listed misspellings (``data/misspellings.yaml``) corrected."""
+    pattern, fixes = load_misspellings()
+    return pattern.sub(lambda m: fixes.get(" ".join(m.group(0).lower().split()), m.group(0)), text)
 
 
 def expand_lay_terms(query: str, lay_terms=None) -> str:
@@ -284,7 +312,7 @@ class Speller:
                 best = _closest(low, self._known, 1)
             return best or word
 
-        return _WORD.sub(fix, text)
+        return _WORD.sub(fix, respell(text))
 
 
 def _closest(word: str, choices: Sequence[str], cutoff: int) -> str | None:

@@ -285,3 +285,25 @@ def test_a_follow_ups_passages_are_ranked_by_what_it_newly_asks(seed_retriever, 
     plain = seed_retriever.search_prepared(query, k=12)
     assert {h.chunk.chunk_id: round(h.dense_score, 6) for h in hits} == {
         h.chunk.chunk_id: round(h.dense_score, 6) for h in plain if h.chunk.chunk_id in {x.chunk.chunk_id for x in hits}}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("my nee cap hurts on the stairs", "my kneecap hurts on the stairs"),
+    ("whats the q angel of the nee", "whats the q angle of the knee"),
+    ("how far do i bend my nees on the wal slids", "how far do i bend my knees on the wall slides"),
+    ("my guardian angel says gout is no knee thing", "my guardian angel says gout is no knee thing"),  # real words alone stay
+    ("Nee pain", "knee pain"),
+])
+def test_listed_misspellings_are_corrected_short_and_real_words_included(text, expected):
+    from assistant.retrieval import respell
+
+    assert respell(text) == expected
+
+
+def test_a_bad_misspellings_file_is_a_clear_error(tmp_path):
+    from assistant.retrieval import load_misspellings
+
+    path = tmp_path / "misspellings.yaml"
+    path.write_text("knee: nee\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="needs a list of misspellings"):
+        load_misspellings(str(path))
