@@ -444,9 +444,9 @@ class Guardrails:
         "kneeling"): real words, so never taken for a misspelling of a
         passage's word ("growing", "feeling"). Empty without a tokenizer."""
         if self._known is None:
-            tokenizer = getattr(getattr(self.embedder, "model", None), "tokenizer", None)
-            vocab = tokenizer.get_vocab() if tokenizer is not None else {}
-            self._known = frozenset(w for w in vocab if w.isalpha() and w.isascii())
+            from .retrieval import model_words
+
+            self._known = model_words(self.embedder)
         return self._known
 
     # -- cached example vectors
@@ -918,16 +918,21 @@ def _knee_symptom(question: str, region: set[str]) -> bool:
             nxt = [x for x in words[i + 1:i + 4] if x not in ("up", "is", "are", "keeps", "keep", "really", "so", "still", "always", "more", "a", "lot", "bit", "been", "has", "have", "get", "gets", "getting", "do", "does")]
             if nxt and _SYMPTOM.match(nxt[0]):
                 return True
-    # "a sharp pain on the inner side of my knee", "aching around the kneecap"
+    # "a sharp pain on the inner side of my knee", "aching around the kneecap":
+    # a symptom, then a place word, then "my/the ... knee" within nine words
     for i, w in enumerate(words):
-        if _SYMPTOM.match(w) and w not in ("play", "plays", "playing", "feel", "feels", "give", "gives", "gave", "giving"):
+        if _SYMPTOM.match(w) and w not in _NOT_PLACED:
             after = words[i + 1:i + 10]
-            for j, x in enumerate(after[:-1]):
-                if x in ("on", "in", "at", "around", "behind", "under", "below", "above", "near", "inside") and any(
-                        y in region and {"my", "the", "his", "her", "their", "your", "of"} & set(after[k - 2:k])
-                        for k, y in enumerate(after[j + 1:], start=j + 1)):
-                    return True
+            at = next((j for j, x in enumerate(after) if x in _PLACE_WORDS), None)
+            if at is not None and any(y in region and _OWNER_WORDS & set(after[max(0, k - 2):k])
+                                      for k, y in enumerate(after) if k > at):
+                return True
     return False
+
+
+_NOT_PLACED = {"play", "plays", "playing", "feel", "feels", "give", "gives", "gave", "giving"}
+_PLACE_WORDS = {"on", "in", "at", "around", "behind", "under", "below", "above", "near", "inside"}
+_OWNER_WORDS = {"my", "the", "his", "her", "their", "your", "of"}
 
 
 def content_words(text: str) -> list[str]:

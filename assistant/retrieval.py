@@ -315,6 +315,16 @@ class Speller:
         return _WORD.sub(fix, respell(text))
 
 
+def model_words(embedder) -> frozenset[str]:
+    """Whole words of the embedding model's tokenizer vocabulary ("rowing",
+    "kneeling"): real words, never corrected as typos. Empty for an embedder
+    without a tokenizer."""
+    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
+    if tokenizer is None:
+        return frozenset()
+    return frozenset(w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii())
+
+
 def _closest(word: str, choices: Sequence[str], cutoff: int) -> str | None:
     """The choice nearest ``word`` by edit distance, at most ``cutoff`` edits
     and at most a quarter of the longer word's letters beyond one edit
@@ -347,11 +357,7 @@ class Retriever:
             vocab = set()
             for chunk in self.index.chunks[:200_000]:
                 vocab.update(w.lower() for w in _WORD.findall(chunk.title + " " + chunk.text) if len(w) >= 3)
-            known = set()
-            tokenizer = getattr(getattr(self.embedder, "model", None), "tokenizer", None)
-            if tokenizer is not None:
-                known = {w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii()}
-            self._speller = Speller(frozenset(vocab), frozenset(known))
+            self._speller = Speller(frozenset(vocab), model_words(self.embedder))
         return self._speller
 
     def prepare_query(self, question: str, history: Sequence[Turn | dict] = (), in_context: bool = False) -> str:
