@@ -164,7 +164,7 @@ def expand_lay_terms(query: str, lay_terms=None) -> str:
     that is its own collection term ("exercise") is not counted twice.
     """
     lay_terms = load_lay_terms() if lay_terms is None else lay_terms
-    extra = [terms for pattern, terms in lay_terms if pattern.search(query)]
+    extra = _lay_matches(query, lay_terms)
     if not extra:
         return query
     stem = _stemmer()
@@ -176,6 +176,25 @@ def expand_lay_terms(query: str, lay_terms=None) -> str:
             have.add(key)
             new.append(word)
     return f"{query} {' '.join(new)}" if new else query
+
+
+def _lay_matches(query: str, lay_terms) -> list[str]:
+    """The terms of the lay phrases in ``query``, longest phrase first; a
+    phrase inside a longer one that matched is not counted again, so "inner
+    quad" brings the VMO's names, not those of the whole quadriceps
+    ("quad") and of the inside ("inner") too."""
+    found = sorted(((m.start(), m.end(), terms) for pattern, terms in lay_terms
+                    for m in pattern.finditer(query)), key=lambda f: (f[0] - f[1], f[0]))
+    taken: list[tuple[int, int]] = []
+    extra: list[str] = []
+    for start, end, terms in found:
+        if any(start < t_end and t_start < end and (start, end) != (t_start, t_end)
+               for t_start, t_end in taken):
+            continue
+        taken.append((start, end))
+        if terms not in extra:
+            extra.append(terms)
+    return extra
 
 
 def lean_on_question(whole, own):

@@ -307,3 +307,13 @@ def test_a_bad_misspellings_file_is_a_clear_error(tmp_path):
     path.write_text("knee: nee\n", encoding="utf-8")
     with pytest.raises(ValueError, match="needs a list of misspellings"):
         load_misspellings(str(path))
+
+
+def test_a_lay_phrase_inside_a_longer_one_is_not_counted_again():
+    # "inner quad" is the VMO: the words of "inner" (the inside) and "quad"
+    # (the whole quadriceps) would pull the anatomy passage up as well.
+    expanded = expand_lay_terms("why is my inner quad weak").split()
+    assert "VMO" in expanded and "quadriceps" not in expanded and "medially" not in expanded
+    # on its own each word still brings its terms
+    assert "quadriceps" in expand_lay_terms("my quad is tight").split()
+    assert "medially" in expand_lay_terms("pain on the inner side").split()
