@@ -658,11 +658,13 @@ class Guardrails:
         return [w for pattern, full in self.scope.abbreviations if pattern.search(text)
                 for w in content_words(full) if w not in self.scope.generic_terms]
 
-    def not_about_the_knee(self, question: str, topic: str) -> str | None:
+    def not_about_the_knee(self, question: str, topic: str, dense: float | None = None) -> str | None:
         """Why a question that names the knee is not about it, or None: every
         knee word is in an idiom ("the bee's knees", "a knee wall", "the knee
         of the curve"), or the question says it changes the subject ("different
-        question, ...") and what follows is off the topic."""
+        question, ...") and what follows is off the topic. A change of subject
+        whose passages answer it well (``dense`` at least ``answer_min``: "ok
+        kinda unrelated, is kicking a football good for it?") stays."""
         text = " " + normalize(question) + " "
         region = set(self.scope.knee_region_terms)
         idioms = [normalize(i) for i in self.scope.knee_idioms]
@@ -677,7 +679,7 @@ class Guardrails:
             at = text.find(" " + switch + " ")
             if at >= 0:
                 rest = text[at + len(switch) + 2:].strip()
-                if len(rest.split()) >= 3:
+                if len(rest.split()) >= 3 and (dense is None or dense < self.scope.answer_min):
                     on, off = self.topic_scores(rest, topic)
                     if on < self.scope.topic_threshold and off >= on:
                         return "changed_subject"
@@ -820,7 +822,7 @@ class Guardrails:
         if elsewhere:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
                                out_of_scope_text(topic), {"body_part": elsewhere})
-        why_not = self.not_about_the_knee(query if question is None else question, topic)
+        why_not = self.not_about_the_knee(query if question is None else question, topic, dense)
         if why_not:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:{why_not}", out_of_scope_text(topic), {})
         found = [w for w in words if _term_in(w, passages) or _lay_term_in(w, passages)]

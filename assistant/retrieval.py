@@ -392,6 +392,9 @@ class Retriever:
         the collection could not answer alone).
         """
         question = self.speller.correct(question)
+        new_subject = self._new_subject(question) if history else None
+        if new_subject:
+            return new_subject
         resolved = resolve_followup(question, history)
         if resolved == question and in_context and history and not self._off_topic(question, fragment_ok=True):
             resolved = resolve_followup(question, history, force=True)
@@ -403,6 +406,24 @@ class Retriever:
             # weigh as much as the earlier turn's.
             resolved = f"{resolved} {question}"
         return self.speller.correct(resolved)
+
+    def _new_subject(self, question: str) -> str | None:
+        """What a message asks once it says it leaves the earlier turns ("ok
+        different thing, what about taping" -> "what about taping"), when it
+        does not point back to them ("... is it good for it?"); else None.
+        Read on its own, without the earlier turn. The phrases are
+        ``topic_switches`` in scope.yaml."""
+        from .guardrails import guardrails_for, normalize
+
+        text = " " + normalize(question) + " "
+        for switch in (normalize(t) for t in guardrails_for(self.embedder).scope.topic_switches):
+            at = text.find(" " + switch + " ")
+            if at >= 0:
+                rest = text[at + len(switch) + 2:].split()
+                if rest and not any(w in _ANAPHORA for w in rest):
+                    return " ".join(rest)
+                return None
+        return None
 
     def _stands_alone(self, question: str) -> bool:
         best = self.index.sentence_search(self.embedder.encode_query(question), 1) if len(self.index) else []

@@ -317,3 +317,23 @@ def test_a_lay_phrase_inside_a_longer_one_is_not_counted_again():
     # on its own each word still brings its terms
     assert "quadriceps" in expand_lay_terms("my quad is tight").split()
     assert "medially" in expand_lay_terms("pain on the inner side").split()
+
+
+@pytest.mark.slow
+def test_a_message_that_says_it_changes_the_subject_is_read_on_its_own(seed_retriever):
+    history = [Turn("user", "why does my knee crack when i squat"), Turn("assistant", "...")]
+    # the earlier turn is left out, and so is the announcement
+    assert seed_retriever.prepare_query("right, different thing: what about the brace", history) == "what about the brace"
+    # "it" points back to the earlier turn, so the earlier turn still counts
+    assert "squat" in seed_retriever.prepare_query("unrelated, but does taping help it", history)
+    # without history there is nothing to leave
+    assert seed_retriever.prepare_query("different thing: what about the brace") == "different thing: what about the brace"
+
+
+@pytest.mark.slow
+def test_a_change_of_subject_the_collection_answers_well_is_answered(seed_assistant):
+    history = [{"role": "user", "content": "how much fluid switches the vmo off"}, {"role": "assistant", "content": "..."}]
+    reply = seed_assistant.respond("kinda unrelated, would kicking a football about be good for it?", history)
+    assert reply.decision.value == "answer", reply.reason
+    off = seed_assistant.respond("unrelated question, how do I make a sourdough starter", history)
+    assert off.decision.value == "out_of_scope", off.reason
