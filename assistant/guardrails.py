@@ -408,6 +408,9 @@ _CLAUSE_BREAK = re.compile(r",\s+|\s+-+\s+|\s+(?:btw|by the way|also|but|plus|an
 #: "X or Y" with X and Y single words (after "a", "an", "the" and the like).
 _ALTERNATIVES = re.compile(r"\b([a-z][a-z0-9-]+) or (?:an? |the |some |a few )?([a-z][a-z0-9-]+)\b")
 
+#: "not X or Y", "no X or Y", "never X or Y": what is ruled out, not a choice.
+_NEGATED_BEFORE = re.compile(r"\b(?:not|no|never|neither|without|isn'?t|wasn'?t|aren'?t)\s+$")
+
 #: A document needs this many chunks before a word can be "rare" in it.
 RARE_TERM_MIN_CHUNKS = 4
 
@@ -797,8 +800,11 @@ class Guardrails:
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text
                                       for h in list(hits)[: self.scope.top_passages]))
         skip = set(self.scope.not_alternatives)
-        for m in _ALTERNATIVES.finditer(unicodedata.normalize("NFKC", question).lower()):
+        text = unicodedata.normalize("NFKC", question).lower()
+        for m in _ALTERNATIVES.finditer(text):
             pair = (m.group(1), m.group(2))  # hyphens kept: "x-ray"
+            if _NEGATED_BEFORE.search(text[:m.start()]):  # "not hot or red": a description, not a choice
+                continue
             if any(w in skip or not content_words(w) for w in pair):
                 continue
             if not any(_term_in(w, passages) or _lay_term_in(w, passages) for w in pair):
@@ -825,7 +831,8 @@ class Guardrails:
         why_not = self.not_about_the_knee(query if question is None else question, topic, dense)
         if why_not:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:{why_not}", out_of_scope_text(topic), {})
-        found = [w for w in words if _term_in(w, passages) or _lay_term_in(w, passages)]
+        said = _lay_phrase_words_in(self.spell_out(query), passages)
+        found = [w for w in words if w in said or _term_in(w, passages) or _lay_term_in(w, passages)]
         coverage = len(found) / len(words) if words else 0.0
         ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
         spelled = self.spell_out(query)
@@ -997,6 +1004,20 @@ def _lay_term_in(term: str, passages: str) -> bool:
     if expanded == term:
         return False
     return any(_term_in(w, passages) for w in content_words(expanded[len(term):]))
+
+
+def _lay_phrase_words_in(query: str, passages: str) -> set[str]:
+    """The words of the query's lay phrases of two or more words whose
+    collection terms are in ``passages`` ("growth spurt" when a passage says
+    "puberty"): each word on its own is no collection word ("spurt")."""
+    from .retrieval import lay_phrases
+
+    said: set[str] = set()
+    for phrase, terms in lay_phrases(query):
+        words = content_words(phrase)
+        if len(words) >= 2 and any(_term_in(w, passages) for w in content_words(terms)):
+            said.update(words)
+    return said
 
 
 def _misspelt_in(word: str, passages: str, known: frozenset[str] = frozenset()) -> bool:

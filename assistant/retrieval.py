@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .schema import Hit, Turn
 
@@ -178,23 +178,29 @@ def expand_lay_terms(query: str, lay_terms=None) -> str:
     return f"{query} {' '.join(new)}" if new else query
 
 
-def _lay_matches(query: str, lay_terms) -> list[str]:
-    """The terms of the lay phrases in ``query``, longest phrase first; a
-    phrase inside a longer one that matched is not counted again, so "inner
-    quad" brings the VMO's names, not those of the whole quadriceps
-    ("quad") and of the inside ("inner") too."""
+def lay_phrases(query: str, lay_terms=None) -> list[tuple[str, str]]:
+    """(the patient's phrase as written, the collection's terms) for each lay
+    phrase in ``query``, longest first; a phrase inside a longer one that
+    matched is not counted again, so "inner quad" brings the VMO's names,
+    not those of the whole quadriceps ("quad") and of the inside ("inner")
+    too."""
+    lay_terms = load_lay_terms() if lay_terms is None else lay_terms
     found = sorted(((m.start(), m.end(), terms) for pattern, terms in lay_terms
                     for m in pattern.finditer(query)), key=lambda f: (f[0] - f[1], f[0]))
     taken: list[tuple[int, int]] = []
-    extra: list[str] = []
+    out: list[tuple[str, str]] = []
     for start, end, terms in found:
         if any(start < t_end and t_start < end and (start, end) != (t_start, t_end)
                for t_start, t_end in taken):
             continue
         taken.append((start, end))
-        if terms not in extra:
-            extra.append(terms)
-    return extra
+        out.append((query[start:end], terms))
+    return out
+
+
+def _lay_matches(query: str, lay_terms) -> list[str]:
+    """The collection's terms for the lay phrases in ``query`` (see :func:`lay_phrases`)."""
+    return list(dict.fromkeys(terms for _, terms in lay_phrases(query, lay_terms)))
 
 
 def lean_on_question(whole, own):
@@ -328,10 +334,27 @@ class Speller:
                 return word
             best = _closest(low, self._vocab, 1 if len(low) < 6 else 2)
             if best is None:  # a common word the collection does not use ("strenghten")
-                best = _closest(low, self._known, 1)
+                best = _closest(low, self._known, 1, keep=_slip_of)
             return best or word
 
         return _WORD.sub(fix, respell(text))
+
+
+def _slip_of(typed: str, word: str) -> bool:
+    """Could ``typed`` be ``word`` with one letter left out ("diffrent",
+    "walkin") or two neighbours swapped ("strenghten"), the first letter
+    kept? Only such slips are corrected into a word of the model's
+    vocabulary: most other one-letter differences are real words the
+    vocabulary happens to lack ("payoff" is not "playoff", "pilates" not
+    "pirates", "puffy" not "puff")."""
+    if not typed or not word or typed[0] != word[0]:
+        return False
+    if len(word) == len(typed) + 1:
+        return any(word[:i] + word[i + 1:] == typed for i in range(1, len(word)))
+    if len(word) == len(typed):
+        diff = [i for i, (a, b) in enumerate(zip(typed, word)) if a != b]
+        return len(diff) == 2 and diff[1] == diff[0] + 1 and typed[diff[0]] == word[diff[1]] and typed[diff[1]] == word[diff[0]]
+    return False
 
 
 def model_words(embedder) -> frozenset[str]:
@@ -344,17 +367,20 @@ def model_words(embedder) -> frozenset[str]:
     return frozenset(w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii())
 
 
-def _closest(word: str, choices: Sequence[str], cutoff: int) -> str | None:
+def _closest(word: str, choices: Sequence[str], cutoff: int,
+             keep: Callable[[str, str], bool] | None = None) -> str | None:
     """The choice nearest ``word`` by edit distance, at most ``cutoff`` edits
     and at most a quarter of the longer word's letters beyond one edit
     ("mcconel" -> "mcconnell", not "statin" -> "state"). Ties go to a choice
     with the same first letter (typos seldom change it: "sholder" ->
-    "shoulder", not "holder"), then alphabetically."""
+    "shoulder", not "holder"), then alphabetically. ``keep(word, choice)``,
+    when given, must accept a choice."""
     from rapidfuzz import process
     from rapidfuzz.distance import DamerauLevenshtein
 
     found = process.extract(word, choices, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff, limit=20)
-    found = [(c, d) for c, d, _ in found if d <= 1 or d / max(len(word), len(c)) <= 0.25]
+    found = [(c, d) for c, d, _ in found if (d <= 1 or d / max(len(word), len(c)) <= 0.25)
+             and (keep is None or keep(word, c))]
     if not found:
         return None
     return min(found, key=lambda cd: (cd[1], cd[0][:1] != word[:1], cd[0]))[0]

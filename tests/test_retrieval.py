@@ -112,6 +112,16 @@ def test_speller_falls_back_to_the_model_vocabulary():
     assert speller.correct("how to strenghten it") == "how to strengthen it"
 
 
+def test_speller_corrects_into_the_model_vocabulary_only_a_dropped_or_swapped_letter():
+    speller = Speller(frozenset({"kneecap"}), frozenset({"different", "walking", "strengthen", "working",
+                                                        "asteroid", "pirates", "puff", "scooted", "swollen", "stolen"}))
+    # a letter left out, or two neighbours swapped
+    assert speller.correct("diffrent walkin strenghten wrking") == "different walking strengthen working"
+    assert speller.correct("all swolen") == "all swollen"  # not "stolen", one letter changed
+    # real words the vocabulary lacks are left alone
+    assert speller.correct("steroid pilates puffy scooter") == "steroid pilates puffy scooter"
+
+
 def test_speller_keeps_inflections_of_known_words():
     speller = Speller(frozenset({"buckles", "kneecap"}), frozenset({"backing", "tucking", "knee"}))
     assert speller.correct("my knee keeps buckling") == "my knee keeps buckling"
