@@ -141,6 +141,7 @@ class ScopeConfig:
     answer_sure: float = 0.6
     lexical_min: float = 0.3
     missing_term_max_dense: float = 0.7
+    lay_answer_min: float = 0.55
     min_term_pieces: int = 3
     key_term_similarity: float = 0.62
     key_term_min_similarity: float = 0.30
@@ -811,6 +812,26 @@ class Guardrails:
                 return pair
         return None
 
+    def _dense_in_collection_words(self, query: str, hits: Sequence[Hit], index) -> float:
+        """The best cosine between the passages' sentences and ``query`` with
+        its lay phrases put in the collection's words ("the inner teardrop
+        muscle" -> "the inner VMO vastus medialis muscle"); -1 when it has none."""
+        from .retrieval import lay_phrases
+
+        said = lay_phrases(query)
+        if not said or index is None:
+            return -1.0
+        text = query
+        for phrase, terms in said:
+            text = text.replace(phrase, terms, 1)
+        qvec = self.embedder.encode_query(text) if hasattr(self.embedder, "encode_query") else self.embedder.encode([text])[0]
+        best = -1.0
+        for hit in hits:
+            row = index.row_of(hit.chunk.chunk_id) if hasattr(index, "row_of") else None
+            for _, _, vec in (index.sentences_of(row) if row is not None else []):
+                best = max(best, float(vec @ qvec))
+        return best
+
     def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str, index=None,
                        question: str | None = None) -> GuardResult:
         """answer / no_evidence / out_of_scope for a retrieved question.
@@ -822,6 +843,16 @@ class Guardrails:
         s = self.scope
         top = list(hits)[: s.top_passages]
         dense = best_dense(query, top, self.embedder)
+        as_written = dense
+        if dense is not None and dense < s.answer_min:
+            # Said in the collection's words ("the inner teardrop muscle" ->
+            # "... VMO vastus medialis ..."), the question may be close to a
+            # passage it is far from as typed. That reading must clear a
+            # higher bar: putting the collection's words in raises every
+            # cosine a little, covered question or not.
+            in_its_words = self._dense_in_collection_words(query, top, index)
+            if in_its_words >= s.lay_answer_min:
+                dense = in_its_words
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
         words = content_words(self.spell_out(query))
         elsewhere = self.other_body_part(words, index)
@@ -839,6 +870,8 @@ class Guardrails:
         if not ok and spelled != query:  # "is it PFPS": judged by what the letters stand for
             ok, scores = self.in_scope(spelled, dense, topic, coverage, len(words))
         scores["coverage"] = round(coverage, 3)
+        if dense != as_written:
+            scores["dense_as_written"] = round(as_written, 4)
         shared = self.shared_rare_terms(words, top, index)
         if shared and scores["off_topic"] >= s.off_topic_clear and scores["off_topic"] > scores["topic"]:
             # Two words that meet in a passage ("dropping" your toe, "fix")
@@ -887,7 +920,7 @@ class Guardrails:
                 return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope:asked", out_of_scope_text(topic), scores)
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:dense={scores['dense']}",
                                no_evidence_text(topic), scores)
-        if missing and d < s.missing_term_max_dense:
+        if missing and (-1.0 if as_written is None else as_written) < s.missing_term_max_dense:
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:missing={','.join(missing)}",
                                no_evidence_text(topic), scores)
         return GuardResult(Decision.ANSWER, f"answer:dense={scores['dense']}", "", scores)

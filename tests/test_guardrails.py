@@ -554,6 +554,9 @@ NOT_REFUSALS = [
 ]
 
 ANSWERABLE = [
+    # seventh session: close to a passage only once its lay words are the collection's
+    "best single move for the inner teardrop",
+    "is the tape a forever thing",
     # seventh session: a lay phrase of two words ("growth spurt" for puberty)
     "does a growth spurt change how the kneecap rides",
     # seventh session: a clinician's title is not a missing term
