@@ -120,6 +120,9 @@ class RuleSet:
     #: in that language to put first (red_flags.yaml ``unreadable_language``)
     unreadable_reply: str = ""
     unreadable_lines: tuple[tuple[str, str], ...] = ()
+    #: signs the message says are absent ("no fever", "not hot or red"),
+    #: taken out before the patterns are tried (red_flags.yaml ``denied``)
+    denied: re.Pattern | None = None
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -245,6 +248,16 @@ def load_rules(path: Path | str) -> RuleSet:
         (re.compile(r"\b" + re.escape(str(wrong).lower()) + r"\b"), str(right).lower())
         for wrong, right in sorted((data.get("spelling") or {}).items(), key=lambda kv: -len(str(kv[0])))
     )
+    denied_signs = [str(w) for w in (data.get("denied") or {}).get("signs", ())]
+    denied = None
+    if denied_signs:
+        negations = data["denied"].get("negations") or ("no", "not", "without")
+        if not all(isinstance(w, str) for w in negations):  # YAML reads a bare no as false
+            raise ValueError(f"{path}: 'denied: negations' must be quoted strings (\"no\", not no)")
+        negation = "|".join(re.escape(w) for w in sorted(negations, key=len, reverse=True))
+        sign = "(?:" + "|".join(re.escape(w) for w in sorted(denied_signs, key=len, reverse=True)) + r")(?!\s*(?:of\s*)?\d)"
+        denied = re.compile(rf"\b(?:{negation})\s+(?:a |any |real |much |big |sign of |signs of )?{sign}"
+                            rf"(?:\s+(?:or|nor|and)\s+(?:a |any )?{sign})*\b")
     unreadable = data.get("unreadable_language") or {}
     if not isinstance(unreadable, dict):
         raise ValueError(f"{path}: 'unreadable_language' must be a mapping with 'reply' and 'lines'")
@@ -259,6 +272,7 @@ def load_rules(path: Path | str) -> RuleSet:
         history_turns=int(semantic.get("history_turns", 3)),
         unreadable_reply=str(unreadable.get("reply") or "").strip(),
         unreadable_lines=tuple((str(k), str(v)) for k, v in (unreadable.get("lines") or {}).items()),
+        denied=denied,
     )
 
 
@@ -547,6 +561,8 @@ class Guardrails:
               semantic: bool = True) -> RuleMatch | None:
         """The first rule of ``rules`` that matches ``message``, or None."""
         texts = readings(message, rules.spelling)
+        if rules.denied is not None:  # "no fever, not hot or red": signs said to be absent
+            texts = [rules.denied.sub(" ", t) for t in texts]
         norm = texts[0]
         excluded = {r.id for r in rules.rules if r.unless is not None and any(r.unless.search(t) for t in texts)}
         for rule in rules.rules:
@@ -565,7 +581,8 @@ class Guardrails:
                         rule.context_before.search(b) for b in before):
                     return RuleMatch(rule.id, "context", None, message)
         if semantic:
-            rid, score, contrast, seg = self.semantic_scores(message, rules)
+            said = message if rules.denied is None else rules.denied.sub(" ", message.lower())
+            rid, score, contrast, seg = self.semantic_scores(said, rules)
             if rid is not None and rid not in excluded and self._flags(score, contrast, rules):
                 return RuleMatch(rid, "semantic", round(score, 4), seg)
         return None
