@@ -841,10 +841,10 @@ class Guardrails:
         text = query
         for phrase, terms in said:
             text = text.replace(phrase, terms, 1)
-        qvec = self.embedder.encode_query(text) if hasattr(self.embedder, "encode_query") else self.embedder.encode([text])[0]
+        qvec = self.embedder.encode_query(text)
         best = -1.0
         for hit in hits:
-            row = index.row_of(hit.chunk.chunk_id) if hasattr(index, "row_of") else None
+            row = index.row_of(hit.chunk.chunk_id)
             for _, _, vec in (index.sentences_of(row) if row is not None else []):
                 best = max(best, float(vec @ qvec))
         return best

@@ -345,8 +345,9 @@ def _slip_of(typed: str, word: str) -> bool:
     "walkin") or two neighbours swapped ("strenghten"), the first letter
     kept? Only such slips are corrected into a word of the model's
     vocabulary: most other one-letter differences are real words the
-    vocabulary happens to lack ("payoff" is not "playoff", "pilates" not
-    "pirates", "puffy" not "puff")."""
+    vocabulary happens to lack ("pilates" is not "pirates", "puffy" not
+    "puff", "steroid" not "asteroid"). Some still slip through: "payoff"
+    becomes "playoff"."""
     if not typed or not word or typed[0] != word[0]:
         return False
     if len(word) == len(typed) + 1:
