@@ -63,13 +63,19 @@ def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, int, str]]:
     """(hit index, start, end, sentence) for usable sentences, first copy only.
 
     Chunks overlap by a sentence, so the same sentence can come from two
-    hits; it is kept from the better-ranked one.
+    hits; it is kept from the better-ranked one. Headings (the document's
+    title, a question the text asks itself) are not quoted.
     """
     seen: set[str] = set()
     out = []
     for h_i, hit in enumerate(hits):
+        title = " ".join(hit.chunk.title.split()).lower()
         for start, end, sentence in _quotable(hit.chunk.text):
             key = " ".join(sentence.split()).lower()
+            # a heading is no claim: the document's title, or a question the
+            # text asks itself ("How do you save yourself from this growing menace?")
+            if key == title or key.endswith("?"):
+                continue
             if key not in seen:
                 seen.add(key)
                 out.append((h_i, start, end, sentence))

@@ -182,3 +182,18 @@ def test_a_refused_diagnosis_still_gives_cited_general_information(seed_assistan
     # nothing described: the plain refusal, with nothing retrieved
     bare = seed_assistant.respond("can you diagnose me")
     assert bare.decision == Decision.REFUSE and not bare.citations and not bare.retrieved
+
+
+def test_headings_are_not_quoted(hash_embedder):
+    title = "The VMO – Vastus Medialis Obliques"
+    texts = [f"{title}\n\nThe VMO attaches to your kneecap (patella) in a 55-degree angle on the top inside edge.",
+             "How do you save yourself from this growing menace of the VMO?\n\n"
+             "To deal with these problems, we must understand the reason for the symptoms."]
+    hits = [Hit(Chunk(f"doc#{i}", "doc", title, "vmo.txt", t, 0, len(t), 40), 1.0 / i, i, 0.6)
+            for i, t in enumerate(texts, 1)]
+    text, citations = compose_answer("the VMO vastus medialis obliques: how do you save yourself from it",
+                                     hits, hash_embedder, Settings(max_answer_sentences=4))
+    sentences = [s for s, _ in quoted(text)]
+    assert sentences and title not in sentences
+    assert not any(s.endswith("?") for s in sentences)
+    check_reply(text, citations, 4)
