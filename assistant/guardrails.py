@@ -385,6 +385,8 @@ def readings(message: str, spelling: Sequence[tuple[re.Pattern, str]] = ()) -> l
     norm = _respell(normalize(message), spelling)
     others = (unicodedata.normalize("NFKC", message).lower(), _respell(fold_accents(norm), spelling),
               _respell(unleet(norm), spelling), _respell(normalize(unspace(message)), spelling),
+              # both at once: "m a x i m u m d0se of d1clofenac"
+              _respell(unleet(normalize(unspace(message))), spelling),
               # French and Italian elisions ("l'anti-douleur") as two words
               _respell(fold_accents(normalize(re.sub(f"[{_APOSTROPHES}]", " ", message))), spelling))
     return list(dict.fromkeys((norm, *others)))
