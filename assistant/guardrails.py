@@ -698,15 +698,24 @@ class Guardrails:
             on, _ = self.topic_scores(stripped.strip(), topic)
             if on < self.scope.topic_threshold:
                 return "idiom"
+        for rest in self.after_topic_switches(question):
+            if len(rest.split()) >= 3 and (dense is None or dense < self.scope.answer_min):
+                on, off = self.topic_scores(rest, topic)
+                if on < self.scope.topic_threshold and off >= on:
+                    return "changed_subject"
+        return None
+
+    def after_topic_switches(self, question: str) -> list[str]:
+        """What follows each phrase of ``topic_switches`` (scope.yaml) the
+        question holds, normalised: "ok different thing, what about taping"
+        -> ["what about taping"]. In the order of the list."""
+        text = " " + normalize(question) + " "
+        out = []
         for switch in (normalize(t) for t in self.scope.topic_switches):
             at = text.find(" " + switch + " ")
             if at >= 0:
-                rest = text[at + len(switch) + 2:].strip()
-                if len(rest.split()) >= 3 and (dense is None or dense < self.scope.answer_min):
-                    on, off = self.topic_scores(rest, topic)
-                    if on < self.scope.topic_threshold and off >= on:
-                        return "changed_subject"
-        return None
+                out.append(text[at + len(switch) + 2:].strip())
+        return out
 
     def _pieces(self, words: Sequence[str]) -> dict[str, int]:
         todo = [w for w in words if w not in self._pieces_cache]
@@ -873,7 +882,8 @@ class Guardrails:
             if in_its_words >= s.lay_answer_min:
                 dense = in_its_words
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
-        words = content_words(self.spell_out(query))
+        spelled = self.spell_out(query)
+        words = content_words(spelled)
         elsewhere = self.other_body_part(words, index)
         if elsewhere:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
@@ -881,11 +891,10 @@ class Guardrails:
         why_not = self.not_about_the_knee(query if question is None else question, topic, dense)
         if why_not:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:{why_not}", out_of_scope_text(topic), {})
-        said = _lay_phrase_words_in(self.spell_out(query), passages)
+        said = _lay_phrase_words_in(spelled, passages)
         found = [w for w in words if w in said or _term_in(w, passages) or _lay_term_in(w, passages)]
         coverage = len(found) / len(words) if words else 0.0
         ok, scores = self.in_scope(query, dense, topic, coverage, len(words))
-        spelled = self.spell_out(query)
         if not ok and spelled != query:  # "is it PFPS": judged by what the letters stand for
             ok, scores = self.in_scope(spelled, dense, topic, coverage, len(words))
         scores["coverage"] = round(coverage, 3)

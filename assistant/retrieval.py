@@ -440,17 +440,13 @@ class Retriever:
         does not point back to them ("... is it good for it?"); else None.
         Read on its own, without the earlier turn. The phrases are
         ``topic_switches`` in scope.yaml."""
-        from .guardrails import guardrails_for, normalize
+        from .guardrails import guardrails_for
 
-        text = " " + normalize(question) + " "
-        for switch in (normalize(t) for t in guardrails_for(self.embedder).scope.topic_switches):
-            at = text.find(" " + switch + " ")
-            if at >= 0:
-                rest = text[at + len(switch) + 2:].split()
-                if rest and not any(w in _ANAPHORA for w in rest):
-                    return " ".join(rest)
-                return None
-        return None
+        rests = guardrails_for(self.embedder).after_topic_switches(question)
+        if not rests:
+            return None
+        rest = rests[0].split()
+        return " ".join(rest) if rest and not any(w in _ANAPHORA for w in rest) else None
 
     def _stands_alone(self, question: str) -> bool:
         best = self.index.sentence_search(self.embedder.encode_query(question), 1) if len(self.index) else []
