@@ -861,13 +861,21 @@ class Guardrails:
         return best
 
     def post_retrieval(self, query: str, hits: Sequence[Hit], topic: str, index=None,
-                       question: str | None = None) -> GuardResult:
+                       question: str | None = None, on_topic: bool = False) -> GuardResult:
         """answer / no_evidence / out_of_scope for a retrieved question.
 
         ``index`` (optional) lets words that are rare in the collection and
         meet in one passage count as evidence the embedding may miss ("the
         tape makes my skin itchy" and "...if your skin becomes irritated").
+
+        ``on_topic``: ``query`` is a follow-up read with earlier turns that
+        were about the collection. It is then out of scope only when it says
+        so itself (another body part, a question plainly about something
+        else), never because its cosines to the topic are low: "my skin
+        reacts to it tho" after "what's McConnell taping" is about the tape.
         """
+        from .retrieval import points_back, respell
+
         s = self.scope
         top = list(hits)[: s.top_passages]
         dense = best_dense(query, top, self.embedder)
@@ -885,6 +893,9 @@ class Guardrails:
         spelled = self.spell_out(query)
         words = content_words(spelled)
         elsewhere = self.other_body_part(words, index)
+        if not elsewhere and question is not None and question != query:
+            # a follow-up about another part ("and my shoulder?" after a knee question)
+            elsewhere = self.other_body_part(content_words(self.spell_out(question)), index)
         if elsewhere:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
                                out_of_scope_text(topic), {"body_part": elsewhere})
@@ -901,7 +912,16 @@ class Guardrails:
         if dense != as_written:
             scores["dense_as_written"] = round(as_written, 4)
         shared = self.shared_rare_terms(words, top, index)
-        if shared and scores["off_topic"] >= s.off_topic_clear and scores["off_topic"] > scores["topic"]:
+        own = content_words(self.spell_out(question)) if question is not None and question != query else []
+        if shared and len(own) >= 2 and not set(shared) & set(own) and not points_back(question):
+            # Only the earlier turns' rare words meet in a passage (theirs):
+            # that says nothing of a follow-up with words of its own, plainly
+            # about something else and not pointing back ("ok and what's the
+            # capital of France" after a taping question).
+            q_on, q_off = self.topic_scores(question, topic)
+            if q_off > q_on:
+                shared = []
+        if shared and not on_topic and scores["off_topic"] >= s.off_topic_clear and scores["off_topic"] > scores["topic"]:
             # Two words that meet in a passage ("dropping" your toe, "fix")
             # say nothing when the question is plainly about something else
             # ("my wifi keeps dropping, how do I fix it").
@@ -909,7 +929,7 @@ class Guardrails:
             shared = []
         if shared:
             scores["shared_terms"] = shared
-        if not ok and shared:
+        if not ok and (shared or on_topic):
             ok = True
         if not ok and found and dense is not None and dense >= s.lexical_min:
             # A specific term of the question ("McConnell", "adductor") is in
@@ -920,8 +940,6 @@ class Guardrails:
                 scores["found_terms"] = found_keys
         if not ok:
             return GuardResult(Decision.OUT_OF_SCOPE, "out_of_scope", out_of_scope_text(topic), scores)
-        from .retrieval import respell
-
         asked = respell(query if question is None else question)  # "hamstrings or the quods"
         kind = self.missing_answer_type(asked, top)
         if kind is not None:
@@ -1186,11 +1204,12 @@ def pre_retrieval_check(message: str, history: Sequence[Turn] = (), embedder=Non
 
 
 def post_retrieval_decision(query: str, hits: Sequence[Hit], embedder, settings, index=None,
-                            question: str | None = None) -> GuardResult:
+                            question: str | None = None, on_topic: bool = False) -> GuardResult:
     """answer, no_evidence or out_of_scope, from the retrieved hits (and the
     index they came from, for the collection's word statistics; ``question``
-    is the user's own message when ``query`` also holds earlier turns)."""
-    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic, index, question)
+    is the user's own message when ``query`` also holds earlier turns;
+    ``on_topic``: the conversation so far is about the collection)."""
+    return guardrails_for(embedder).post_retrieval(query, hits, settings.topic, index, question, on_topic)
 
 
 def is_in_scope(query: str, best_chunk_score: float | None, embedder, settings) -> bool:

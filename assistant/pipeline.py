@@ -138,6 +138,7 @@ class Assistant:
         """(query, hits, verdict) for a message past the pre-retrieval checks:
         answer, no_evidence or out_of_scope."""
         from . import guardrails
+        from .retrieval import points_back
 
         t = time.perf_counter()
         query = retriever.prepare_query(text, turns)
@@ -151,15 +152,38 @@ class Assistant:
             # Not answerable alone, but it is part of a conversation: read it
             # with the earlier turn ("how far down do I bend" after "what are
             # wall slides"), and keep that reading only if it can be answered.
-            context_query = retriever.prepare_query(text, turns, in_context=True)
+            context_query, context_hits = retriever.prepare_query(text, turns, in_context=True), hits
             if context_query != query:
                 context_hits = retriever.search_prepared(context_query, question=text)
                 second = guardrails.post_retrieval_decision(context_query, context_hits, self.embedder,
                                                             self.settings, retriever.index, question=text)
                 if second.decision == Decision.ANSWER:
                     query, hits, verdict = context_query, context_hits, second
+            read_with_turns = context_query != retriever.prepare_query(text)
+            if (verdict.reason == "out_of_scope" and read_with_turns and points_back(text)
+                    and self._on_topic_so_far(retriever, turns)):
+                # Low cosines to the topic say little about a follow-up that
+                # points back ("my skin reacts to it") in a conversation about
+                # the collection: read in context, it is answered or not
+                # covered, unless it says it is about something else
+                # (checked inside, as for any question).
+                third = guardrails.post_retrieval_decision(context_query, context_hits, self.embedder,
+                                                           self.settings, retriever.index, question=text,
+                                                           on_topic=True)
+                query, hits, verdict = context_query, context_hits, third
         timings["decide"] = round((time.perf_counter() - t) * 1000, 2)
         return query, hits, verdict
+
+    def _on_topic_so_far(self, retriever, turns) -> bool:
+        """Is the user's previous turn, on its own, about the collection?"""
+        from . import guardrails
+
+        users = [t for t in turns if t.role == "user" and t.content.strip()]
+        if not users or not len(retriever.index):
+            return False
+        previous = users[-1].content
+        best = retriever.index.sentence_search(self.embedder.encode_query(previous), 1)
+        return guardrails.is_in_scope(previous, best[0][1] if best else None, self.embedder, self.settings)
 
     def _general_information(self, text: str, turns, refusal: str, timings: dict) -> dict | None:
         """A refused diagnosis, followed by what the collection says in general

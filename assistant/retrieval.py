@@ -55,6 +55,12 @@ def content_words(text: str) -> list[str]:
             if w and w not in _FUNCTION_WORDS and len(w) > 1]
 
 
+def points_back(question: str) -> bool:
+    """Does ``question`` name something from an earlier turn ("it", "that
+    one", "the same")?"""
+    return any(m.group(0).lower() in _ANAPHORA for m in _WORD.finditer(question))
+
+
 def is_followup(question: str) -> bool:
     """Does ``question`` lean on an earlier turn to make sense?"""
     q = question.strip().lower()
@@ -65,6 +71,11 @@ def is_followup(question: str) -> bool:
         return True
     # A fragment such as "exercises?" or "why?"; "what is the Q-angle" stands alone.
     return len(words) <= 2 and len(content_words(q)) <= 1
+
+
+#: An earlier turn this short ("how small exactly") is itself a follow-up:
+#: a question leaning on it is read with the turn before it too.
+FRAGMENT_MAX_WORDS = 3
 
 
 def resolve_followup(question: str, history: Sequence[Turn | dict] = (), force: bool = False) -> str:
@@ -78,8 +89,9 @@ def resolve_followup(question: str, history: Sequence[Turn | dict] = (), force: 
     if not users or not (force or is_followup(question)):
         return question
     previous = users[-1].content.strip()
-    # A chain of follow-ups ("and that?" after "and why?") reaches further back.
-    if is_followup(previous) and len(users) > 1:
+    # A chain of follow-ups ("and that?" after "and why?", "and the outer
+    # one?" after "how small exactly") reaches further back.
+    if len(users) > 1 and (is_followup(previous) or len(_WORD.findall(previous)) <= FRAGMENT_MAX_WORDS):
         previous = users[-2].content.strip() + " " + previous
     return f"{previous} {question.strip()}"
 

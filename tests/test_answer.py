@@ -158,6 +158,22 @@ def test_a_follow_up_that_cannot_be_answered_alone_is_answered_in_context(seed_a
 
 
 @pytest.mark.slow
+def test_a_follow_up_pointing_back_in_a_knee_conversation_is_not_out_of_scope(seed_assistant):
+    taping = [{"role": "user", "content": "what is mcconnell taping"},
+              {"role": "assistant", "content": "McConnell taping will help re-align the kneecap [1]."}]
+    # far from the topic by its cosines (skin, blotches), but "it" is the tape
+    reply = seed_assistant.respond("my skin doesnt like it, comes up all blotchy", taping)
+    assert reply.decision == Decision.ANSWER, reply.reason
+    assert any("skin becomes irritated" in c.text for c in reply.citations)
+    # the earlier turn's rare words do not bring another subject into scope
+    assert seed_assistant.respond("ok and what is the capital of spain", taping).decision == Decision.OUT_OF_SCOPE
+    # nor does a follow-up about another body part stay on the knee
+    kneecap = [{"role": "user", "content": "what is mcconnell taping for the kneecap"},
+               {"role": "assistant", "content": "McConnell taping will help re-align the kneecap [1]."}]
+    assert seed_assistant.respond("and for my wrist?", kneecap).decision == Decision.OUT_OF_SCOPE
+
+
+@pytest.mark.slow
 def test_a_follow_ups_sentences_are_scored_leaning_on_what_it_newly_asks(real_embedder):
     from assistant.answer import score_sentences
 

@@ -88,6 +88,10 @@ def test_followup_is_resolved_against_the_last_user_turn():
     chain = [Turn("user", "Why does my kneecap click?"), Turn("assistant", "..."),
              Turn("user", "why?"), Turn("assistant", "...")]
     assert resolve_followup("and how to fix it", chain) == "Why does my kneecap click? why? and how to fix it"
+    # an earlier turn of three words or fewer leans on the one before it too
+    short = [Turn("user", "does swelling affect the vmo"), Turn("assistant", "..."),
+             Turn("user", "by how much"), Turn("assistant", "...")]
+    assert resolve_followup("and the outer one?", short) == "does swelling affect the vmo by how much and the outer one?"
 
 
 def test_speller_fixes_typos_but_not_real_words():
