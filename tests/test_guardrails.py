@@ -653,9 +653,16 @@ ANSWERABLE = [
     "wat is the valy the nee cap runs in",
     # "behind my knee problems" is a cause, not the back of the knee
     "could one leg being longer be behind my knee problems",
+    # "how much" of what the collection measures is no price
+    "how much swelling does it take to shut down the vmo",
 ]
 
 NO_EVIDENCE = [
+    # eighth session, from blind set VV, in new words: a price, a shop, a brand, a size
+    "which brand of knee tape is cheapest",
+    "how much would a custom knee brace set me back",
+    "how heavy should the soccer ball be for wall slides",
+    "where do I buy a foam pillow for the parker pinch",
     "i had the flu last week and my knee aches, is that linked",  # a knee question, not off-topic
     "how many sets of wall slides should i do a day",  # the article gives no sets, reps or holds
     "for the parker pinch, how long do i hold each squeeze",

@@ -331,6 +331,9 @@ def test_a_lay_phrase_inside_a_longer_one_is_not_counted_again():
     # on its own each word still brings its terms
     assert "quadriceps" in expand_lay_terms("my quad is tight").split()
     assert "medially" in expand_lay_terms("pain on the inner side").split()
+    # the outer quad is the vastus lateralis, not the whole quadriceps outside
+    outer = expand_lay_terms("my outer quad is much stronger than the inside one").split()
+    assert "lateralis" in outer and "quadriceps" not in outer
 
 
 @pytest.mark.slow
