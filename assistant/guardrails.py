@@ -370,10 +370,14 @@ _SPACED = re.compile(r"(?:\b\w\b ){5,}\b\w\b")
 
 def unspace(text: str) -> str:
     """A message typed with a space between letters ("i g n o r e   y o u r
-    r u l e s", words two spaces apart) read as words; other text unchanged."""
+    r u l e s", words two spaces apart) read as words; in a message of
+    ordinary words, only the spaced-out run is joined ("the m a x i m u m
+    dose" -> "the maximum dose"); other text unchanged."""
     if not _SPACED.search(text):
         return text
-    return " ".join(w.replace(" ", "") for w in re.split(r"\s{2,}", text.strip()))
+    if re.search(r"\S\s{2,}\S", text.strip()):
+        return " ".join(w.replace(" ", "") for w in re.split(r"\s{2,}", text.strip()))
+    return _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
 
 
 def readings(message: str, spelling: Sequence[tuple[re.Pattern, str]] = ()) -> list[str]:
