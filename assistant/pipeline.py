@@ -17,6 +17,7 @@ answering from the old one.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import unicodedata
@@ -29,6 +30,25 @@ from .schema import Decision, Reply, Turn
 #: is not.
 GENERAL_INFORMATION_AFTER = "refuse:diagnosis"
 GENERAL_LEAD_IN = "What the collection says in general about what you describe:"
+
+#: A message of thanks, greeting or goodbye only (checked after the safety
+#: rules): a short reply, not the passages of the earlier turn again.
+COURTESY = re.compile(
+    r"\W*(?:(?:ok(?:ay)?|great|brilliant|perfect|cool|nice|lovely|awesome|fab|grand|right|alright|"
+    r"thanks|thank you|thank u|thanks a lot|many thanks|thx|ty|cheers|ta|much appreciated|"
+    r"that helps|that helped|that s helpful|thats helpful|that is helpful|helpful|got it|understood|"
+    r"bye|goodbye|bye bye|see you|see ya|cya|later|good night|night|have a good day|take care|"
+    r"hi|hello|hey|hiya|good morning|good afternoon|good evening|so much|very much|again|"
+    r"mate|x+|you too|for (?:the|your) help|for that)[\s,.!?:)(-]*)+", re.IGNORECASE)
+
+
+def courtesy_reply(text: str) -> str:
+    """The opening of the reply to a message :data:`COURTESY` matches."""
+    if re.search(r"\b(?:thank\w*|thx|ty|cheers|ta|appreciated|help\w*)\b", text, re.IGNORECASE):
+        return "You're welcome."
+    if re.search(r"\b(?:bye|goodbye|see you|see ya|cya|later|night|take care|good day)\b", text, re.IGNORECASE):
+        return "Take care."
+    return "Hello."
 
 #: Messages longer than this are cut before processing (a question is short).
 MAX_MESSAGE_CHARS = 2000
@@ -228,6 +248,11 @@ class Assistant:
                 if general is not None:
                     return done(dict(decision=guard.decision, reason=guard.reason, **general))
             return done(dict(decision=guard.decision, text=guard.message_text, reason=guard.reason))
+
+        if COURTESY.fullmatch(text):
+            # "thanks, bye" ends a chat: no passages to quote again
+            return done(dict(decision=Decision.OUT_OF_SCOPE, reason="courtesy",
+                             text=f"{courtesy_reply(text)} {guardrails.help_line(self.settings.topic)}"))
 
         retriever = self.retriever  # one index for the whole turn, even mid-swap
         query, hits, verdict = self._retrieve_and_decide(retriever, text, turns, timings)

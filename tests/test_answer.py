@@ -213,3 +213,18 @@ def test_headings_are_not_quoted(hash_embedder):
     assert sentences and title not in sentences
     assert not any(s.endswith("?") for s in sentences)
     check_reply(text, citations, 4)
+
+
+@pytest.mark.slow
+def test_thanks_or_goodbye_gets_a_short_reply_not_the_passages_again(seed_assistant):
+    history = [{"role": "user", "content": "what does the vmo do"},
+               {"role": "assistant", "content": "Its most crucial role is to pull the kneecap medially [1]."}]
+    for message, opening in (("thanks a lot!", "You're welcome."), ("ok cheers, bye", "You're welcome."),
+                             ("see ya", "Take care."), ("hello", "Hello.")):
+        reply = seed_assistant.respond(message, history)
+        assert reply.decision == Decision.OUT_OF_SCOPE and reply.reason == "courtesy", message
+        assert reply.text.startswith(opening) and not reply.citations
+    # a question after the thanks is still answered, an emergency still escalated
+    assert seed_assistant.respond("thanks! and how do I strengthen it?", history).decision == Decision.ANSWER
+    assert seed_assistant.respond("thanks, but my knee is now hot and swollen and I have a fever",
+                                  history).decision == Decision.ESCALATE
