@@ -160,6 +160,7 @@ class ScopeConfig:
     asked_about: tuple[re.Pattern, ...] = ()
     abbreviations: tuple[tuple[re.Pattern, str], ...] = ()
     topic_switches: tuple[str, ...] = ()
+    asides: tuple[re.Pattern, ...] = ()
 
 
 def _load_yaml(path: Path) -> dict:
@@ -286,7 +287,7 @@ def load_scope(path: Path | str) -> ScopeConfig:
         raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
     lists = ("generic_terms", "other_body_parts", "knee_region_terms", "not_alternatives", "knee_idioms",
              "topic_switches")
-    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", *lists}
+    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", "asides", *lists}
     unknown = set(th) - known
     if unknown:
         raise ValueError(f"{path}: unknown thresholds {sorted(unknown)}; valid ones are {sorted(known)}")
@@ -304,11 +305,17 @@ def load_scope(path: Path | str) -> ScopeConfig:
             raise ValueError(f"{path}: asked_about entry {i + 1} is not a valid regex ({exc})") from None
         if "x" not in asked_about[-1].groupindex:
             raise ValueError(f"{path}: asked_about entry {i + 1} needs a group named x: (?P<x>...)")
+    asides = []
+    for i, pattern in enumerate(data.get("asides") or ()):
+        try:
+            asides.append(re.compile(str(pattern), re.I))
+        except re.error as exc:
+            raise ValueError(f"{path}: asides entry {i + 1} is not a valid regex ({exc})") from None
     abbreviations = []
     for short, full in (data.get("abbreviations") or {}).items():
         abbreviations.append((re.compile(r"\b" + re.escape(str(short)).replace(r"\ ", r"[\s-]*") + r"\b", re.I), str(full)))
     return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
-                       answer_types=tuple(answer_types), asked_about=tuple(asked_about),
+                       answer_types=tuple(answer_types), asked_about=tuple(asked_about), asides=tuple(asides),
                        abbreviations=tuple(abbreviations),
                        **{name: tuple(str(w).lower() for w in data.get(name) or ()) for name in lists},
                        **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
@@ -961,7 +968,10 @@ class Guardrails:
             return GuardResult(Decision.NO_EVIDENCE, f"no_evidence:alternatives={pair[0]}/{pair[1]}",
                                no_evidence_text(topic), scores)
         named = self.abbreviated_terms(query)
-        missing = self.key_terms([w for w in words if w not in found], topic)
+        # what a clause only mentions on the way ("I'm already on ibuprofen,
+        # not asking about that") is not what is asked about
+        aside = {w for pattern in s.asides for m in pattern.finditer(normalize(spelled)) for w in m.group(0).split()}
+        missing = self.key_terms([w for w in words if w not in found and w not in aside], topic)
         missing += [w for w in named if w not in found and w not in missing]
         scores["missing_terms"] = missing
         d = -1.0 if dense is None else dense
