@@ -277,6 +277,17 @@ def load_rules(path: Path | str) -> RuleSet:
     )
 
 
+def _regex_list(data: dict, key: str, path: Path) -> list[re.Pattern]:
+    """The case-insensitive regexes listed under ``key`` (a clear error for a bad one)."""
+    out = []
+    for i, pattern in enumerate(data.get(key) or ()):
+        try:
+            out.append(re.compile(str(pattern), re.I))
+        except re.error as exc:
+            raise ValueError(f"{path}: {key} entry {i + 1} is not a valid regex ({exc})") from None
+    return out
+
+
 def load_scope(path: Path | str) -> ScopeConfig:
     """Read ``scope.yaml`` (anchor phrases and the calibrated thresholds)."""
     path = Path(path)
@@ -297,20 +308,11 @@ def load_scope(path: Path | str) -> ScopeConfig:
             answer_types.append((str(entry["name"]), re.compile(entry["asks"], re.I), re.compile(entry["needs"], re.I)))
         except (KeyError, TypeError, re.error) as exc:
             raise ValueError(f"{path}: answer_types entry {i + 1} needs name, asks and needs regexes ({exc})") from None
-    asked_about = []
-    for i, pattern in enumerate(data.get("asked_about") or ()):
-        try:
-            asked_about.append(re.compile(str(pattern), re.I))
-        except re.error as exc:
-            raise ValueError(f"{path}: asked_about entry {i + 1} is not a valid regex ({exc})") from None
-        if "x" not in asked_about[-1].groupindex:
+    asked_about = _regex_list(data, "asked_about", path)
+    for i, pattern in enumerate(asked_about):
+        if "x" not in pattern.groupindex:
             raise ValueError(f"{path}: asked_about entry {i + 1} needs a group named x: (?P<x>...)")
-    asides = []
-    for i, pattern in enumerate(data.get("asides") or ()):
-        try:
-            asides.append(re.compile(str(pattern), re.I))
-        except re.error as exc:
-            raise ValueError(f"{path}: asides entry {i + 1} is not a valid regex ({exc})") from None
+    asides = _regex_list(data, "asides", path)
     abbreviations = []
     for short, full in (data.get("abbreviations") or {}).items():
         abbreviations.append((re.compile(r"\b" + re.escape(str(short)).replace(r"\ ", r"[\s-]*") + r"\b", re.I), str(full)))
