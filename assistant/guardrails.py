@@ -905,10 +905,12 @@ class Guardrails:
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text for h in top))
         spelled = self.spell_out(query)
         words = content_words(spelled)
+        # the follow-up's own words, when ``query`` also holds earlier turns
+        own = content_words(self.spell_out(question)) if question is not None and question != query else []
         elsewhere = self.other_body_part(words, index)
-        if not elsewhere and question is not None and question != query:
+        if not elsewhere and own:
             # a follow-up about another part ("and my shoulder?" after a knee question)
-            elsewhere = self.other_body_part(content_words(self.spell_out(question)), index)
+            elsewhere = self.other_body_part(own, index)
         if elsewhere:
             return GuardResult(Decision.OUT_OF_SCOPE, f"out_of_scope:body_part={elsewhere}",
                                out_of_scope_text(topic), {"body_part": elsewhere})
@@ -925,7 +927,6 @@ class Guardrails:
         if dense != as_written:
             scores["dense_as_written"] = round(as_written, 4)
         shared = self.shared_rare_terms(words, top, index)
-        own = content_words(self.spell_out(question)) if question is not None and question != query else []
         if shared and len(own) >= 2 and not set(shared) & set(own) and not points_back(question):
             # Only the earlier turns' rare words meet in a passage (theirs):
             # that says nothing of a follow-up with words of its own, plainly
@@ -972,7 +973,8 @@ class Guardrails:
         named = self.abbreviated_terms(query)
         # what a clause only mentions on the way ("I'm already on ibuprofen,
         # not asking about that") is not what is asked about
-        aside = {w for pattern in s.asides for m in pattern.finditer(normalize(spelled)) for w in m.group(0).split()}
+        plain = normalize(spelled)
+        aside = {w for pattern in s.asides for m in pattern.finditer(plain) for w in m.group(0).split()}
         missing = self.key_terms([w for w in words if w not in found and w not in aside], topic)
         missing += [w for w in named if w not in found and w not in missing]
         scores["missing_terms"] = missing

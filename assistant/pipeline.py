@@ -179,8 +179,8 @@ class Assistant:
                                                             self.settings, retriever.index, question=text)
                 if second.decision == Decision.ANSWER:
                     query, hits, verdict = context_query, context_hits, second
-            read_with_turns = context_query != retriever.prepare_query(text)
-            if (verdict.reason == "out_of_scope" and read_with_turns and points_back(text)
+            if (verdict.reason == "out_of_scope" and points_back(text)
+                    and context_query != retriever.prepare_query(text)  # read with the turns
                     and self._on_topic_so_far(retriever, turns)):
                 # Low cosines to the topic say little about a follow-up that
                 # points back ("my skin reacts to it") in a conversation about

@@ -457,8 +457,7 @@ class Retriever:
         rests = guardrails_for(self.embedder).after_topic_switches(question)
         if not rests:
             return None
-        rest = rests[0].split()
-        return " ".join(rest) if rest and not any(w in _ANAPHORA for w in rest) else None
+        return rests[0] if rests[0] and not points_back(rests[0]) else None
 
     def _stands_alone(self, question: str) -> bool:
         best = self.index.sentence_search(self.embedder.encode_query(question), 1) if len(self.index) else []
