@@ -200,6 +200,11 @@ def cmd_index(args, settings: Settings) -> int:
         for label, items in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
             for item in items:
                 print(f"  {label}: {item}")
+    if report.adapter_pairs:
+        from .adapter import question_files
+
+        print(f"query adapter: learned from {report.adapter_pairs} answerable questions "
+              f"in {len(question_files(settings.adapter_questions))} question sets")
     if report.note:
         print(f"note: {report.note}")
     return 0

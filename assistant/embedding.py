@@ -209,3 +209,35 @@ class HashEmbedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+def cached_encode(embedder, texts: list[str], cache_dir: Path | str | None, prefix: str) -> np.ndarray:
+    """``embedder.encode(texts)``, kept in ``cache_dir`` as
+    ``PREFIX-DIGEST.npy`` (the digest covers the model name and every text) so
+    a later run with the same model and texts reads them back; None keeps
+    nothing. A missing or damaged file is embedded again; a folder that
+    cannot be written only costs the cache."""
+    if cache_dir is None:
+        return np.asarray(embedder.encode(texts), dtype=np.float32)
+    import hashlib
+    import os
+
+    digest = hashlib.sha256("\n".join([str(getattr(embedder, "model_name", ""))] + texts)
+                            .encode("utf-8")).hexdigest()[:20]
+    path = Path(cache_dir) / f"{prefix}-{digest}.npy"
+    try:
+        vecs = np.load(path)
+        if vecs.shape[0] == len(texts):
+            return vecs
+    except (OSError, ValueError):
+        pass
+    vecs = np.asarray(embedder.encode(texts), dtype=np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.save(f, vecs)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return vecs

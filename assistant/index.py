@@ -42,6 +42,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .adapter import fit_for_index, question_files, sources_hash
 from .chunking import chunk_document, split_sentences
 from .documents import Corpus, Skipped, load_corpus
 from .errors import (BuildInProgressError, IndexCorruptError, IndexMismatchError,
@@ -53,6 +54,7 @@ CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
 GEN_PREFIX = "gen-"
+ADAPTER_FILE = "adapter.npy"
 
 #: Exact search up to this many vectors; an approximate index beyond. Flat
 #: inner-product search over 200k x 384 floats is ~20 ms on 2 cores.
@@ -190,6 +192,7 @@ class Index:
     bm25: object  # bm25s.BM25
     sentence_vectors: np.ndarray | None = None  # (S, dim)
     sentence_spans: np.ndarray | None = None  # (S, 3): chunk row, start, end in chunk text
+    adapter: np.ndarray | None = None  # (dim, dim) query map (see adapter.py), if one was fitted
 
     @property
     def model(self) -> str:
@@ -377,6 +380,7 @@ def _load_generation(index_dir: Path | str, gen: Path, model: str | None) -> Ind
         import bm25s
 
         bm25 = bm25s.BM25.load(str(gen / "bm25"), show_progress=False, verbosity=0) if chunks else None
+        adapter = np.load(gen / ADAPTER_FILE) if manifest.get("adapter") else None
     except Exception as exc:
         raise IndexCorruptError(f"index {gen}/ cannot be read ({type(exc).__name__}): {REBUILD_HINT}") from None
     n = manifest.get("counts", {}).get("chunks")
@@ -390,7 +394,9 @@ def _load_generation(index_dir: Path | str, gen: Path, model: str | None) -> Ind
             or (len(sentence_spans) and (sentence_spans[:, 0].max() >= len(chunks)
                                          or sentence_vectors.shape[1] != vectors.shape[1]))):
         raise IndexCorruptError(f"index {gen}/ sentence vectors do not match its chunks: {REBUILD_HINT}")
-    return Index(gen, manifest, chunks, vectors, dense, bm25, sentence_vectors, sentence_spans)
+    if adapter is not None and adapter.shape != (vectors.shape[1], vectors.shape[1]):
+        raise IndexCorruptError(f"index {gen}/{ADAPTER_FILE} has the wrong shape {adapter.shape}: {REBUILD_HINT}")
+    return Index(gen, manifest, chunks, vectors, dense, bm25, sentence_vectors, sentence_spans, adapter)
 
 
 def _size(path: Path) -> int:
@@ -445,6 +451,7 @@ class BuildReport:
     seconds: float = 0.0
     full_rebuild: bool = True
     note: str = ""
+    adapter_pairs: int = 0  # labelled questions the query adapter learned from (0: none fitted)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -544,8 +551,11 @@ def build_index(
                     reuse[doc.doc_id] = ([old.chunks[r] for r in rows], np.asarray(old.vectors[rows]),
                                          [old.sentences_of(r) for r in rows])
 
+        questions = question_files(settings.adapter_questions) if settings.query_adapter else []
+        questions_hash = sources_hash(questions)
         if (old is not None and len(reuse) == len(docs) == len(old_docs)
-                and [s.path for s in corpus.skipped] == [s["path"] for s in old.manifest.get("skipped", [])]):
+                and [s.path for s in corpus.skipped] == [s["path"] for s in old.manifest.get("skipped", [])]
+                and old.manifest.get("adapter_sources", "") == questions_hash):
             return BuildReport(
                 index_dir=str(index_dir), generation=old.generation, documents=len(docs), chunks=len(old.chunks),
                 unchanged=len(docs), skipped=corpus.skipped, seconds=round(time.perf_counter() - started, 3),
@@ -613,8 +623,14 @@ def build_index(
         sentences = (np.vstack(sentence_vecs).astype(np.float32) if sentence_vecs
                      else np.zeros((0, embedder.dimension), np.float32),
                      np.asarray(sentence_rows, dtype=np.int64).reshape(-1, 3))
+        adapter, fitted = None, None
+        if questions:
+            progress("adapter", 0, 1)
+            adapter, fitted = fit_for_index(questions, all_chunks, vectors, sentences, embedder,
+                                            cache_dir=index_dir / "cache")
+            progress("adapter", 1, 1)
         gen = _write_generation(index_dir, settings, embedder, all_chunks, vectors, documents, corpus.skipped,
-                                sentences)
+                                sentences, adapter=(adapter, fitted, questions_hash))
         progress("writing", 1, 1)
 
         old_ids = set(old_docs)
@@ -626,7 +642,8 @@ def build_index(
             changed=tuple(sorted(documents[d]["source"] for d in changed)),
             removed=tuple(sorted(old_docs[d]["source"] for d in old_ids - new_ids)),
             unchanged=len(reuse), embedded_chunks=len(to_embed), skipped=corpus.skipped,
-            seconds=round(time.perf_counter() - started, 3), full_rebuild=old is None, note=note)
+            seconds=round(time.perf_counter() - started, 3), full_rebuild=old is None, note=note,
+            adapter_pairs=fitted.pairs if fitted else 0)
 
 
 def _now() -> str:
@@ -635,7 +652,8 @@ def _now() -> str:
 
 def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], vectors: np.ndarray,
                       documents: dict, skipped: Sequence[Skipped],
-                      sentences: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+                      sentences: tuple[np.ndarray, np.ndarray] | None = None,
+                      adapter: tuple = (None, None, "")) -> Path:
     """Write a complete generation beside the live one, then switch to it."""
     import faiss
 
@@ -650,6 +668,9 @@ def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], 
         sentences = (np.zeros((0, vectors.shape[1]), np.float32), np.zeros((0, 3), np.int64))
     np.save(tmp / "sentences.npy", sentences[0])
     np.save(tmp / "sentence_spans.npy", sentences[1])
+    matrix, fitted, questions_hash = adapter
+    if matrix is not None:
+        np.save(tmp / ADAPTER_FILE, matrix)
     dense = make_faiss_index(vectors)
     faiss.write_index(dense, str(tmp / "dense.faiss"))
     if chunks:
@@ -669,6 +690,9 @@ def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], 
         "counts": {"documents": len(documents), "chunks": len(chunks)},
         "documents": documents,
         "skipped": [asdict(s) for s in skipped],
+        # the question sets the adapter was fitted from (hash), and what it learned
+        "adapter_sources": questions_hash,
+        "adapter": fitted.to_json() if matrix is not None else None,
         "files": files,
     }
     _write_atomic(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
@@ -777,6 +801,9 @@ def index_status(settings, corpus_paths: Sequence[Path | str] | None = None,
         settings_changed.append(f"model {manifest.get('model')} -> {settings.model}")
     if manifest.get("chunking") != chunk_settings(settings):
         settings_changed.append(f"chunking {manifest.get('chunking')} -> {chunk_settings(settings)}")
+    questions_hash = sources_hash(question_files(settings.adapter_questions)) if settings.query_adapter else ""
+    if manifest.get("adapter_sources", "") != questions_hash:
+        settings_changed.append(f"the labelled questions the query adapter learns from ({settings.adapter_questions})")
     return Status(
         index_dir, exists=True, generation=gen.name,
         built_at=manifest.get("built_at", ""), model=manifest.get("model", ""),

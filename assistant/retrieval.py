@@ -399,6 +399,15 @@ def _closest(word: str, choices: Sequence[str], cutoff: int,
     return min(found, key=lambda cd: (cd[1], cd[0][:1] != word[:1], cd[0]))[0]
 
 
+def build_speller(chunks: Sequence, embedder) -> "Speller":
+    """The speller for a collection: its passages' words of three letters or
+    more (of the first 200,000 passages), and the model's whole words."""
+    vocab = set()
+    for chunk in chunks[:200_000]:
+        vocab.update(w.lower() for w in _WORD.findall(chunk.title + " " + chunk.text) if len(w) >= 3)
+    return Speller(frozenset(vocab), model_words(embedder))
+
+
 class Retriever:
     """Searches one open :class:`~assistant.index.Index` (state: the index,
     the embedder and the speller built from the index's vocabulary)."""
@@ -412,10 +421,7 @@ class Retriever:
     @property
     def speller(self) -> Speller:
         if self._speller is None:
-            vocab = set()
-            for chunk in self.index.chunks[:200_000]:
-                vocab.update(w.lower() for w in _WORD.findall(chunk.title + " " + chunk.text) if len(w) >= 3)
-            self._speller = Speller(frozenset(vocab), model_words(self.embedder))
+            self._speller = build_speller(self.index.chunks, self.embedder)
         return self._speller
 
     def prepare_query(self, question: str, history: Sequence[Turn | dict] = (), in_context: bool = False) -> str:
@@ -515,6 +521,12 @@ class Retriever:
         fetch = max(k, self.settings.fetch_k)
         full = self.embedder.encode_query(query) if query_vector is None else query_vector
         qvec = full if query_vector is not None else self._lean_on_question(full, query, question)
+        if self.settings.query_adapter and index.adapter is not None:
+            # passages are ranked by the adapted vector; their cosines (what
+            # the guardrails read) stay the model's own, from ``full``
+            from .adapter import adapt
+
+            qvec = adapt(index.adapter, qvec)
         lexical = index.bm25_search(expand_lay_terms(query), fetch) if mode in ("hybrid", "bm25") else []
         bm25_by_row = dict(lexical)
         if mode == "dense":

@@ -46,6 +46,8 @@ class Settings:
     rrf_k: int = 60
     dense_weight: float = 0.7
     bm25_weight: float = 0.3
+    query_adapter: bool = True  # learn a query map from labelled questions at index build (see adapter.py)
+    adapter_questions: str = "evals/heldout-*.jsonl"  # comma-separated globs of question sets it learns from
     reranker: str = ""  # empty: none; else a cross-encoder (local path, or hub id with a network)
     rerank_top: int = 20  # fused candidates the reranker reorders
 

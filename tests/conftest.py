@@ -58,6 +58,15 @@ def minimal_pdf(text: str) -> bytes:
     return bytes(out)
 
 
+@pytest.fixture(autouse=True)
+def _no_query_adapter_from_the_environment(monkeypatch):
+    """Commands and apps read their settings from the environment: there,
+    builds fit no query adapter (with the real model that takes minutes per
+    index). Tests that want one say so (``Settings(...)`` defaults to it:
+    ``seed_index``, test_adapter.py)."""
+    monkeypatch.setenv("KNEE_QUERY_ADAPTER", "0")
+
+
 @pytest.fixture
 def hash_embedder() -> HashEmbedder:
     return HashEmbedder()
@@ -76,19 +85,23 @@ def settings(tmp_path) -> Settings:
     """Settings pointing at a fresh index folder and a copy of the seed corpus."""
     corpus = tmp_path / "corpus"
     shutil.copytree(SEED_CORPUS, corpus)
-    return Settings(index_dir=str(tmp_path / "index"), corpus_dir=str(corpus))
+    # No query adapter: fitting one (test_adapter.py) takes minutes with the real model.
+    return Settings(index_dir=str(tmp_path / "index"), corpus_dir=str(corpus), query_adapter=False)
 
 
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory, real_embedder):
-    """The seed corpus indexed with the real model (built once per session).
+    """The seed corpus indexed with the real model (built once per session),
+    with the query adapter fitted from the committed question sets, as
+    ``make run`` builds it.
 
     Returns the Settings that point at it.
     """
     from assistant.index import build_index
 
     root = tmp_path_factory.mktemp("seed-index")
-    s = Settings(index_dir=str(root / "index"), corpus_dir=str(SEED_CORPUS))
+    s = Settings(index_dir=str(root / "index"), corpus_dir=str(SEED_CORPUS),
+                 adapter_questions=str(SEED_CORPUS.parent / "evals" / "heldout-*.jsonl"))
     build_index(s, real_embedder)
     return s
 

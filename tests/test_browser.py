@@ -204,7 +204,8 @@ def test_content_tab_uploads_and_rebuilds(page, app, tmp_path):
         "knee-braces.txt", "vmo-vastus-medialis-obliques.txt"]
 
     page.click("#rebuild")
-    status.get_by_text("Index rebuilt").wait_for(timeout=60_000)
+    # the rebuild embeds the new document and fits the query adapter again
+    status.get_by_text("Index rebuilt").wait_for(timeout=240_000)
     assert "Added: knee-braces.txt" in status.inner_text()
     page.locator("#documents").get_by_text("knee-braces.txt").last.wait_for(state="attached")
     shot(page, "browser-content.png")

@@ -128,7 +128,7 @@ def clean_and_injected(tmp_path_factory, real_embedder):
     (root / "corpus" / "knee-pain-relief.txt").write_text(INJECTED_DOC, encoding="utf-8")
     pair = []
     for name, corpus in (("clean", REPO / "corpus"), ("injected", root / "corpus")):
-        s = Settings(index_dir=str(root / f"index-{name}"), corpus_dir=str(corpus))
+        s = Settings(index_dir=str(root / f"index-{name}"), corpus_dir=str(corpus), query_adapter=False)
         build_index(s, real_embedder)
         pair.append(Assistant(s, embedder=real_embedder, index=load_index(s.index_path, real_embedder.model_name)))
     injected_doc = next(d["doc_id"] for d in pair[1].index.documents() if d["source"] == "knee-pain-relief.txt")

@@ -71,7 +71,9 @@ def revision_of(index) -> set[str]:
 @pytest.fixture
 def indexed(tmp_path) -> Settings:
     """A corpus at revision 'alpha' and its index, built with HashEmbedder."""
-    s = Settings(index_dir=str(tmp_path / "index"), corpus_dir=str(tmp_path / "corpus"))
+    # No query adapter: these tests are about a build's files; the adapter is
+    # fitted before any file is written (test_adapter.py covers it).
+    s = Settings(index_dir=str(tmp_path / "index"), corpus_dir=str(tmp_path / "corpus"), query_adapter=False)
     write_corpus(s.corpus_path, "alpha")
     build_index(s, HashEmbedder())
     return s
@@ -181,7 +183,7 @@ CHILD = textwrap.dedent("""
     elif point == "prune":  # CURRENT already switched, old generations not yet pruned
         ix._prune = lambda index_dir, keep: stop("prune")
 
-    s = Settings(index_dir=index_dir, corpus_dir=corpus)
+    s = Settings(index_dir=index_dir, corpus_dir=corpus, query_adapter=False)
     print("START", flush=True)
     ix.build_index(s, Embedder(), incremental=point != "full")
     print("DONE", flush=True)
@@ -285,7 +287,7 @@ DAMAGE = ["garbage", "truncated", "empty", "deleted"]
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pristine")
-    s = Settings(index_dir=str(root / "index"), corpus_dir=str(root / "corpus"))
+    s = Settings(index_dir=str(root / "index"), corpus_dir=str(root / "corpus"), query_adapter=False)
     write_corpus(s.corpus_path, "alpha")
     build_index(s, HashEmbedder())
     return root
@@ -313,7 +315,8 @@ def damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("target", [CURRENT_FILE] + GENERATION_FILES)
 def test_damaged_file_gives_one_line_naming_problem_and_fix(pristine, tmp_path, target, how):
     shutil.copytree(pristine, tmp_path / "copy")
-    s = Settings(index_dir=str(tmp_path / "copy" / "index"), corpus_dir=str(tmp_path / "copy" / "corpus"))
+    s = Settings(index_dir=str(tmp_path / "copy" / "index"), corpus_dir=str(tmp_path / "copy" / "corpus"),
+                 query_adapter=False)
     path = s.index_path / target if target == CURRENT_FILE else current_generation(s.index_path) / target
     damage(path, how)
 
