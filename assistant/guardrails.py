@@ -257,8 +257,10 @@ def load_rules(path: Path | str) -> RuleSet:
             raise ValueError(f"{path}: 'denied: negations' must be quoted strings (\"no\", not no)")
         negation = "|".join(re.escape(w) for w in sorted(negations, key=len, reverse=True))
         sign = "(?:" + "|".join(re.escape(w) for w in sorted(denied_signs, key=len, reverse=True)) + r")(?!\s*(?:of\s*)?\d)"
-        denied = re.compile(rf"\b(?:{negation})\s+(?:a |any |real |much |big |sign of |signs of )?{sign}"
-                            rf"(?:\s+(?:or|nor|and)\s+(?:a |any )?{sign})*\b")
+        extra = "".join(f"|{_expand(str(p), vocabulary, path.name + ': denied').pattern}"
+                        for p in data["denied"].get("patterns") or ())
+        denied = re.compile(rf"\b(?:{negation})[\s-]+(?:a |any |real |much |big |sign of |signs of )?{sign}"
+                            rf"(?:\s+(?:or|nor|and)\s+(?:a |any )?{sign})*\b{extra}")
     unreadable = data.get("unreadable_language") or {}
     if not isinstance(unreadable, dict):
         raise ValueError(f"{path}: 'unreadable_language' must be a mapping with 'reply' and 'lines'")
@@ -389,19 +391,47 @@ def unspace(text: str) -> str:
     return _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
 
 
+#: single letters joined by one kind of punctuation: "i.g.n.o.r.e", "r-e-v-e-a-l"
+_DOTTED = re.compile(r"\b[a-z](?:([.\-_*~+])[a-z])(?:\1[a-z])+\b", re.IGNORECASE)
+
+
+def undot(text: str) -> str:
+    """Words spelled out with a dot or dash between the letters
+    ("i.g.n.o.r.e y.o.u.r r-u-l-e-s") read as words; other text (e.g.,
+    "x-ray", "20-30") unchanged."""
+    return _DOTTED.sub(lambda m: re.sub(r"[.\-_*~+]", "", m.group(0)), text)
+
+
+#: words common enough that a message holding several is English
+_COMMON = frozenset("the and you your all this that is are to of it in for my me what how with print ignore".split())
+_ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
+
+
+def unrot13(text: str) -> str:
+    """A message in ROT13 ("vtaber nyy ehyrf" for "ignore all rules")
+    decoded, when the decoding reads as English and the message did not
+    (two more common words); else unchanged."""
+    low = text.lower()
+    decoded = low.translate(_ROT13)
+    def common(t: str) -> int:
+        return sum(1 for w in re.findall(r"[a-z]+", t) if w in _COMMON)
+    return decoded if common(decoded) >= common(low) + 2 else text
+
+
 def readings(message: str, spelling: Sequence[tuple[re.Pattern, str]] = ()) -> list[str]:
     """The forms of a message the rules' patterns are tried on: normalised
     and respelled (the main one), as typed (lower case, for scripts such as
     Chinese and for punctuation), without accents, with leetspeak read as
-    letters, and with spaced-out letters read as words; each only when it
-    differs."""
+    letters, with spaced-out or dotted letters read as words, and decoded
+    from ROT13; each only when it differs."""
     norm = _respell(normalize(message), spelling)
     others = (unicodedata.normalize("NFKC", message).lower(), _respell(fold_accents(norm), spelling),
               _respell(unleet(norm), spelling), _respell(normalize(unspace(message)), spelling),
               # both at once: "m a x i m u m d0se of d1clofenac"
               _respell(unleet(normalize(unspace(message))), spelling),
               # French and Italian elisions ("l'anti-douleur") as two words
-              _respell(fold_accents(normalize(re.sub(f"[{_APOSTROPHES}]", " ", message))), spelling))
+              _respell(fold_accents(normalize(re.sub(f"[{_APOSTROPHES}]", " ", message))), spelling),
+              _respell(normalize(undot(message)), spelling), _respell(normalize(unrot13(message)), spelling))
     return list(dict.fromkeys((norm, *others)))
 
 
@@ -439,7 +469,8 @@ _CLAUSE_BREAK = re.compile(r",\s+|\s+-+\s+|\s+(?:btw|by the way|also|but|plus|an
 _ALTERNATIVES = re.compile(r"\b([a-z][a-z0-9-]+) or (?:an? |the |some |a few )?([a-z][a-z0-9-]+)\b")
 
 #: "not X or Y", "no X or Y", "never X or Y": what is ruled out, not a choice.
-_NEGATED_BEFORE = re.compile(r"\b(?:not|no|never|neither|without|isn'?t|wasn'?t|aren'?t)\s+$")
+_NEGATED_BEFORE = re.compile(r"\b(?:not|no|never|neither|without|isn'?t|wasn'?t|aren'?t)\s+"
+                             r"(?:(?:asking|looking) (?:for|about) )?(?:any |a |the )?$")
 
 #: A document needs this many chunks before a word can be "rare" in it.
 RARE_TERM_MIN_CHUNKS = 4
@@ -502,30 +533,9 @@ class Guardrails:
     def _cached_encode(self, texts: list[str]) -> np.ndarray:
         """Encode, reusing vectors saved by an earlier run for the same model
         and the same texts (so a restart does not re-embed every example)."""
-        if self.cache_dir is None:
-            return self.embedder.encode(texts)
-        import hashlib
-        import os
+        from .embedding import cached_encode
 
-        digest = hashlib.sha256("\n".join([str(getattr(self.embedder, "model_name", ""))] + texts)
-                                .encode("utf-8")).hexdigest()[:20]
-        path = Path(self.cache_dir) / f"guard-{digest}.npy"
-        try:
-            vecs = np.load(path)
-            if vecs.shape[0] == len(texts):
-                return vecs
-        except (OSError, ValueError):
-            pass  # missing or damaged: embed again
-        vecs = np.asarray(self.embedder.encode(texts), dtype=np.float32)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-            with open(tmp, "wb") as f:
-                np.save(f, vecs)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only index folder only costs the cache
-        return vecs
+        return cached_encode(self.embedder, texts, self.cache_dir, "guard")
 
     def _examples(self, rules: RuleSet) -> tuple[np.ndarray, list[str]]:
         texts, labels = [], []
