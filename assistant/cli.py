@@ -143,18 +143,24 @@ def _read_history(path: str | None) -> list[dict]:
 class _Bar:
     """A tqdm bar per stage, on stderr (progress(stage, done, total))."""
 
+    #: stage -> (label, unit)
+    UNITS = {"chunking": ("chunking", " docs"), "embedding": ("embedding", " chunks"),
+             "adapter": ("query adapter", " fit")}
+
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
         self.bars: dict = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled or stage not in ("embedding", "chunking"):
+        if not self.enabled or stage not in self.UNITS:
             return
         from tqdm import tqdm
 
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=" chunks" if stage == "embedding" else " docs",
+            for earlier in self.bars.values():  # a stage ends when the next begins: its time stops there
+                earlier.close()
+            bar = self.bars[stage] = tqdm(total=total, desc=self.UNITS[stage][0], unit=self.UNITS[stage][1],
                                           file=sys.stderr, leave=True, dynamic_ncols=True)
         bar.total = total
         bar.n = done
