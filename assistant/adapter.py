@@ -60,7 +60,6 @@ class AdapterReport:
     pairs: int  # answerable questions whose evidence is in the collection
     others: int  # questions only kept in place
     sources: tuple[str, ...]
-    sources_hash: str
     loss_before: float
     loss_after: float
     seconds: float
@@ -163,49 +162,16 @@ def training_vectors(cases, embedder, cache_dir: Path | str | None = None) -> np
         resolved = resolve_followup(case.question, case.history, force=True) if case.history else case.question
         own.append(case.question)
         joined.append(f"{resolved} {case.question}" if resolved != case.question else None)
-    own_vecs = _encode_kept(embedder, own, cache_dir)
+    from .embedding import cached_encode
+
+    own_vecs = cached_encode(embedder, own, cache_dir, "questions")
     need = [i for i, j in enumerate(joined) if j is not None]
-    joined_vecs = (_encode_kept(embedder, [joined[i] for i in need], cache_dir) if need
+    joined_vecs = (cached_encode(embedder, [joined[i] for i in need], cache_dir, "questions") if need
                    else np.zeros((0, own_vecs.shape[1])))
     out = np.array(own_vecs, dtype=np.float32)
     for i, vec in zip(need, joined_vecs):
         out[i] = lean_on_question(np.asarray(vec, np.float32), out[i])
     return out
-
-
-#: Question vectors kept between builds, at most (the oldest are dropped).
-KEPT_MAX = 100_000
-
-
-def _encode_kept(embedder, texts: list[str], cache_dir: Path | str | None) -> np.ndarray:
-    """``embedder.encode(texts)``, reading and adding to a store of question
-    vectors in ``cache_dir`` (one file per model): a build after new content
-    respells a few questions, and only those are embedded again."""
-    if cache_dir is None or not texts:
-        return np.asarray(embedder.encode(texts), dtype=np.float32)
-    import os
-
-    model = hashlib.sha256(str(getattr(embedder, "model_name", "")).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"questions-{model}.npz"
-    known: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as kept:
-            known = dict(zip(kept["texts"].tolist(), kept["vectors"]))
-    except (OSError, ValueError, KeyError):
-        pass  # none yet, or damaged: embed again
-    todo = list(dict.fromkeys(t for t in texts if t not in known))
-    if todo:
-        known.update(zip(todo, np.asarray(embedder.encode(todo), dtype=np.float32)))
-        items = list(known.items())[-KEPT_MAX:]
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-            with open(tmp, "wb") as f:
-                np.savez(f, texts=np.array([t for t, _ in items]), vectors=np.vstack([v for _, v in items]))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only index folder only costs the store
-    return np.vstack([known[t] for t in texts]).astype(np.float32)
 
 
 def fit_for_index(files: Sequence[Path], chunks, vectors: np.ndarray, sentences: tuple[np.ndarray, np.ndarray],
@@ -260,6 +226,6 @@ def fit_for_index(files: Sequence[Path], chunks, vectors: np.ndarray, sentences:
     matrix, before, after = fit(training_vectors(answerable, embedder, cache_dir), positives,
                                 training_vectors(kept, embedder, cache_dir), target_vectors)
     report = AdapterReport(pairs=len(answerable), others=len(kept), sources=tuple(str(p) for p in files),
-                           sources_hash=sources_hash(files), loss_before=round(before, 4),
+                           loss_before=round(before, 4),
                            loss_after=round(after, 4), seconds=round(time.perf_counter() - started, 2))
     return matrix, report

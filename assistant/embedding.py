@@ -211,33 +211,39 @@ class HashEmbedder:
         return self.encode([text])[0]
 
 
-def cached_encode(embedder, texts: list[str], cache_dir: Path | str | None, prefix: str) -> np.ndarray:
-    """``embedder.encode(texts)``, kept in ``cache_dir`` as
-    ``PREFIX-DIGEST.npy`` (the digest covers the model name and every text) so
-    a later run with the same model and texts reads them back; None keeps
-    nothing. A missing or damaged file is embedded again; a folder that
-    cannot be written only costs the cache."""
-    if cache_dir is None:
+#: Vectors kept in one store file, at most (the oldest are dropped).
+KEPT_MAX = 100_000
+
+
+def cached_encode(embedder, texts: list[str], cache_dir: Path | str | None, name: str) -> np.ndarray:
+    """``embedder.encode(texts)``, reading and adding to a store of vectors
+    in ``cache_dir`` (``NAME-MODELDIGEST.npz``, text -> vector), so a later
+    run embeds only texts it has not seen; None keeps nothing. A missing or
+    damaged store is embedded again; a folder that cannot be written only
+    costs the store."""
+    if cache_dir is None or not texts:
         return np.asarray(embedder.encode(texts), dtype=np.float32)
     import hashlib
     import os
 
-    digest = hashlib.sha256("\n".join([str(getattr(embedder, "model_name", ""))] + texts)
-                            .encode("utf-8")).hexdigest()[:20]
-    path = Path(cache_dir) / f"{prefix}-{digest}.npy"
+    model = hashlib.sha256(str(getattr(embedder, "model_name", "")).encode("utf-8")).hexdigest()[:12]
+    path = Path(cache_dir) / f"{name}-{model}.npz"
+    known: dict[str, np.ndarray] = {}
     try:
-        vecs = np.load(path)
-        if vecs.shape[0] == len(texts):
-            return vecs
-    except (OSError, ValueError):
-        pass
-    vecs = np.asarray(embedder.encode(texts), dtype=np.float32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.save(f, vecs)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return vecs
+        with np.load(path, allow_pickle=False) as kept:
+            known = dict(zip(kept["texts"].tolist(), kept["vectors"]))
+    except (OSError, ValueError, KeyError):
+        pass  # none yet, or damaged: embed again
+    todo = list(dict.fromkeys(t for t in texts if t not in known))
+    if todo:
+        known.update(zip(todo, np.asarray(embedder.encode(todo), dtype=np.float32)))
+        items = list(known.items())[-KEPT_MAX:]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+            with open(tmp, "wb") as f:
+                np.savez(f, texts=np.array([t for t, _ in items]), vectors=np.vstack([v for _, v in items]))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return np.vstack([known[t] for t in texts]).astype(np.float32)

@@ -630,7 +630,7 @@ def build_index(
                                             cache_dir=index_dir / "cache")
             progress("adapter", 1, 1)
         gen = _write_generation(index_dir, settings, embedder, all_chunks, vectors, documents, corpus.skipped,
-                                sentences, adapter=(adapter, fitted, questions_hash))
+                                sentences, adapter=adapter, adapter_report=fitted, adapter_sources=questions_hash)
         progress("writing", 1, 1)
 
         old_ids = set(old_docs)
@@ -653,7 +653,7 @@ def _now() -> str:
 def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], vectors: np.ndarray,
                       documents: dict, skipped: Sequence[Skipped],
                       sentences: tuple[np.ndarray, np.ndarray] | None = None,
-                      adapter: tuple = (None, None, "")) -> Path:
+                      adapter: np.ndarray | None = None, adapter_report=None, adapter_sources: str = "") -> Path:
     """Write a complete generation beside the live one, then switch to it."""
     import faiss
 
@@ -668,9 +668,8 @@ def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], 
         sentences = (np.zeros((0, vectors.shape[1]), np.float32), np.zeros((0, 3), np.int64))
     np.save(tmp / "sentences.npy", sentences[0])
     np.save(tmp / "sentence_spans.npy", sentences[1])
-    matrix, fitted, questions_hash = adapter
-    if matrix is not None:
-        np.save(tmp / ADAPTER_FILE, matrix)
+    if adapter is not None:
+        np.save(tmp / ADAPTER_FILE, adapter)
     dense = make_faiss_index(vectors)
     faiss.write_index(dense, str(tmp / "dense.faiss"))
     if chunks:
@@ -691,8 +690,8 @@ def _write_generation(index_dir: Path, settings, embedder, chunks: list[Chunk], 
         "documents": documents,
         "skipped": [asdict(s) for s in skipped],
         # the question sets the adapter was fitted from (hash), and what it learned
-        "adapter_sources": questions_hash,
-        "adapter": fitted.to_json() if matrix is not None else None,
+        "adapter_sources": adapter_sources,
+        "adapter": adapter_report.to_json() if adapter is not None else None,
         "files": files,
     }
     _write_atomic(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))

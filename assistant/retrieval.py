@@ -399,15 +399,6 @@ def _closest(word: str, choices: Sequence[str], cutoff: int,
     return min(found, key=lambda cd: (cd[1], cd[0][:1] != word[:1], cd[0]))[0]
 
 
-def build_speller(chunks: Sequence, embedder) -> "Speller":
-    """The speller for a collection: its passages' words of three letters or
-    more (of the first 200,000 passages), and the model's whole words."""
-    vocab = set()
-    for chunk in chunks[:200_000]:
-        vocab.update(w.lower() for w in _WORD.findall(chunk.title + " " + chunk.text) if len(w) >= 3)
-    return Speller(frozenset(vocab), model_words(embedder))
-
-
 class Retriever:
     """Searches one open :class:`~assistant.index.Index` (state: the index,
     the embedder and the speller built from the index's vocabulary)."""
@@ -421,7 +412,10 @@ class Retriever:
     @property
     def speller(self) -> Speller:
         if self._speller is None:
-            self._speller = build_speller(self.index.chunks, self.embedder)
+            vocab = set()
+            for chunk in self.index.chunks[:200_000]:
+                vocab.update(w.lower() for w in _WORD.findall(chunk.title + " " + chunk.text) if len(w) >= 3)
+            self._speller = Speller(frozenset(vocab), model_words(self.embedder))
         return self._speller
 
     def prepare_query(self, question: str, history: Sequence[Turn | dict] = (), in_context: bool = False) -> str:

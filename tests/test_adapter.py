@@ -160,6 +160,15 @@ def test_an_adapter_of_the_wrong_shape_is_a_clear_error(labelled, hash_embedder)
     np.save(gen / "adapter.npy", np.eye(3, dtype=np.float32))
     with pytest.raises(IndexCorruptError):  # its checksum no longer matches the manifest
         load_index(s.index_dir)
+    # the same file with its checksum brought up to date: the shape is what is wrong
+    from assistant.index import _sha256
+
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["files"]["adapter.npy"] = {"bytes": (gen / "adapter.npy").stat().st_size,
+                                        "sha256": _sha256(gen / "adapter.npy")}
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="adapter.npy has the wrong shape"):
+        load_index(s.index_dir)
 
 
 def test_fit_for_index_without_questions_or_passages_fits_nothing(hash_embedder):
