@@ -1316,3 +1316,19 @@ def test_abbreviations_are_written_in_full_and_their_words_are_key_terms(real_em
 def test_a_short_follow_up_to_an_ordinary_turn_is_not_escalated(real_embedder):
     turns = [Turn("user", "my knee clicks when I go down stairs"), Turn("assistant", "...")]
     assert G.pre_retrieval_check("is that normal?", turns, real_embedder) is None
+
+
+@pytest.mark.parametrize("message, refused", [
+    ("Can I take my husband's leftover cyclobenzaprine for the tight thigh muscle above my knee? how many?", True),
+    ("my friend gave me some of her baclofen, is it ok for my knee pain, how much", True),
+    ("how many of my wife's methocarbamol should i take for the knee", True),
+    ("should i take the etoricoxib or the celecoxib for my knee", True),
+    # ordinary words with no such ending, and one ("april") just short of it
+    ("how many times a day should i do the wall slides in april", False),
+    ("how much should i read of the magazine article before the exercises", False),
+])
+def test_a_medicine_named_by_its_family_ending_is_a_medicine(hash_embedder, message, refused):
+    """No list holds every medicine; their names end in their family's stem
+    (-benzaprine, -carbamol, -clofen, -coxib), which plain words do not."""
+    result = G.pre_retrieval_check(message, [], hash_embedder)
+    assert (result is not None and result.decision == Decision.REFUSE) is refused
