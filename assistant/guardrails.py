@@ -154,7 +154,8 @@ class ScopeConfig:
     generic_terms: tuple[str, ...] = ()
     other_body_parts: tuple[str, ...] = ()
     knee_region_terms: tuple[str, ...] = ()
-    answer_types: tuple[tuple[str, re.Pattern, re.Pattern], ...] = ()
+    #: (name, asks, needs, end point (asks, needs) or None): scope.yaml ``answer_types``
+    answer_types: tuple[tuple[str, re.Pattern, re.Pattern, tuple[re.Pattern, re.Pattern] | None], ...] = ()
     not_alternatives: tuple[str, ...] = ()
     knee_idioms: tuple[str, ...] = ()
     asked_about: tuple[re.Pattern, ...] = ()
@@ -307,9 +308,12 @@ def load_scope(path: Path | str) -> ScopeConfig:
     answer_types = []
     for i, entry in enumerate(data.get("answer_types") or ()):
         try:
-            answer_types.append((str(entry["name"]), re.compile(entry["asks"], re.I), re.compile(entry["needs"], re.I)))
+            end = entry.get("end_point")
+            answer_types.append((str(entry["name"]), re.compile(entry["asks"], re.I), re.compile(entry["needs"], re.I),
+                                 (re.compile(end["asks"], re.I), re.compile(end["needs"], re.I)) if end else None))
         except (KeyError, TypeError, re.error) as exc:
-            raise ValueError(f"{path}: answer_types entry {i + 1} needs name, asks and needs regexes ({exc})") from None
+            raise ValueError(f"{path}: answer_types entry {i + 1} needs name, asks and needs regexes"
+                             f" (and an end_point, if given, its own asks and needs) ({exc})") from None
     asked_about = _regex_list(data, "asked_about", path)
     for i, pattern in enumerate(asked_about):
         if "x" not in pattern.groupindex:
@@ -824,8 +828,9 @@ class Guardrails:
         """The kind of answer the question asks for ("duration": "how many
         weeks until...") when none of the passages holds one; else None."""
         passages = " ".join(h.chunk.text for h in list(hits)[: self.scope.top_passages])
-        for name, asks, needs in self.scope.answer_types:
-            if asks.search(question) and not needs.search(passages):
+        for name, asks, needs, end in self.scope.answer_types:
+            if asks.search(question) and not needs.search(passages) and not (
+                    end and end[0].search(question) and _on_subject(end[1], question, passages)):
                 return name
         return None
 
@@ -1069,6 +1074,17 @@ tell know want like help ask thing something anything bit work works mean means 
 
 
 _STEMMER = None
+
+
+def _on_subject(pattern: re.Pattern, question: str, passages: str) -> bool:
+    """Does a sentence of ``passages`` match ``pattern`` and share a word
+    (by stem) with ``question``? ("how long do I keep taping" and "McConnell
+    taping will help ... before the VMO is powerful enough")"""
+    asked = {_stem(w) for w in content_words(question)}
+    for sentence in re.split(r"(?<=[.!?])\s+", passages):
+        if pattern.search(sentence) and asked & {_stem(w) for w in content_words(sentence)}:
+            return True
+    return False
 
 
 def _stem(word: str) -> str:

@@ -21,7 +21,14 @@ from functools import lru_cache
 #: Languages the check reports (others, and langid's guesses for short or
 #: junk text such as "zxx" or "la", are treated as not clearly foreign).
 LANGUAGES = frozenset("es fr de it pt pl nl sv da no nb fi tr ro cs sk hu el ru uk ar he hi zh ja ko vi id ms tl".split())
-#: langid's normalised probability must reach this...
+#: Languages langid tells apart only by a few words (Indonesian and Malay,
+#: the Scandinavian languages): their probabilities are added up, since the
+#: question is only whether the message is English.
+CLOSE_LANGUAGES = {code: group for group in (frozenset("id ms jv".split()), frozenset("no nb nn da sv".split()),
+                                             frozenset("cs sk".split()), frozenset("es gl ca".split()),
+                                             frozenset("pt gl".split()))
+                   for code in group}
+#: langid's normalised probability (of the language and its close ones) must reach this...
 MIN_PROBABILITY = 0.95
 #: ... on a message of at least this many words (or CJK characters below).
 MIN_WORDS = 5
@@ -63,7 +70,10 @@ def foreign_language(text: str) -> str | None:
     if not long_enough:
         return None
     with _LOCK:  # py3langid does not say it is thread-safe; the web app serves several users
-        lang, probability = _identifier().classify(text)
+        ranked = _identifier().rank(text)
+    lang = ranked[0][0]
+    family = CLOSE_LANGUAGES.get(lang, {lang})
+    probability = sum(p for code, p in ranked if code in family)
     return lang if lang in LANGUAGES and probability >= MIN_PROBABILITY else None
 
 
