@@ -30,8 +30,10 @@ new question set is measured before it is committed (see docs/evaluation.md).
 """
 from __future__ import annotations
 
+import bisect
 import glob
 import hashlib
+import itertools
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -48,8 +50,12 @@ TEMPERATURE = 0.05
 STAY_WEIGHT = 1.0
 ITERATIONS = 300
 LEARNING_RATE = 1e-3
-#: Passages of documents holding no evidence that are used as negatives, at most.
+#: Passages of documents holding no evidence that are used as negatives, at most...
 OTHER_PASSAGES_MAX = 2000
+#: ... of which each step of the fit ranks against a fresh seeded sample of
+#: this many (the cost of a step grows with the negatives; over the steps
+#: every one is used).
+NEGATIVES_PER_STEP = 256
 SEED = 0
 
 
@@ -96,55 +102,69 @@ def adapt(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
 
 
 def fit(questions: np.ndarray, positives: Sequence[Sequence[int]], others: np.ndarray,
-        targets: np.ndarray, iterations: int = ITERATIONS, temperature: float = TEMPERATURE,
-        stay_weight: float = STAY_WEIGHT, learning_rate: float = LEARNING_RATE,
+        targets: np.ndarray, negatives: np.ndarray | None = None, iterations: int = ITERATIONS,
+        temperature: float = TEMPERATURE, stay_weight: float = STAY_WEIGHT,
+        learning_rate: float = LEARNING_RATE, negatives_per_step: int = NEGATIVES_PER_STEP,
         seed: int = SEED) -> tuple[np.ndarray, float, float]:
     """Fit ``W`` on unit question vectors ``questions`` (Q, d), whose rows of
     ``targets`` (T, d) holding the answer are ``positives[i]``, and unit
     vectors ``others`` (O, d) of questions only to be kept in place.
+    ``negatives`` (N, d), passages that answer none of the questions, are
+    ranked against as well: each step a seeded sample of
+    ``negatives_per_step`` of them.
 
     The loss is the cross-entropy of the answering rows among all targets
     (several answering rows share the probability) plus ``stay_weight`` times
     the mean squared distance of every mapped question from its own vector.
 
     Returns:
-        (W, ranking loss before, ranking loss after).
+        (W, ranking loss before, ranking loss after), the losses over all
+        targets and negatives.
     """
     import torch
 
     if len(questions) != len(positives):
         raise ValueError(f"{len(questions)} questions but {len(positives)} positive lists")
     torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     dim = targets.shape[1]
     q = torch.tensor(np.asarray(questions, np.float32))
     o = torch.tensor(np.asarray(others, np.float32).reshape(-1, dim))
     t = torch.tensor(np.asarray(targets, np.float32))
+    n = torch.tensor(np.asarray(negatives if negatives is not None else np.zeros((0, dim)), np.float32).reshape(-1, dim))
     mask = torch.zeros(len(q), len(t), dtype=torch.bool)
     for i, rows in enumerate(positives):
         mask[i, list(rows)] = True
     delta = torch.zeros(dim, dim, requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=learning_rate)
 
-    def losses():
+    def losses(negative: torch.Tensor):
         w = torch.eye(dim) + delta
         mapped = torch.nn.functional.normalize(q @ w, dim=-1)
         logits = mapped @ t.T / temperature
-        ranking = (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~mask, -1e9), 1)).mean()
+        answering = torch.logsumexp(logits.masked_fill(~mask, -1e9), 1)
+        every = torch.cat([logits, mapped @ negative.T / temperature], 1) if len(negative) else logits
+        ranking = (torch.logsumexp(every, 1) - answering).mean()
         stay = ((mapped - q) ** 2).sum(-1).mean()
         if len(o):
             stay = stay + ((torch.nn.functional.normalize(o @ w, dim=-1) - o) ** 2).sum(-1).mean()
         return ranking, stay
 
+    def sample() -> torch.Tensor:
+        if len(n) <= negatives_per_step:
+            return n
+        return n[torch.randperm(len(n), generator=generator)[:negatives_per_step]]
+
     with torch.no_grad():
-        before = float(losses()[0])
+        before = float(losses(n)[0])
     for _ in range(iterations):
-        ranking, stay = losses()
+        ranking, stay = losses(sample())
         loss = ranking + stay_weight * stay
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        after = float(losses()[0])
+        after = float(losses(n)[0])
     return (torch.eye(dim) + delta).detach().numpy().astype(np.float32), before, after
 
 
@@ -195,10 +215,25 @@ def fit_for_index(files: Sequence[Path], chunks, vectors: np.ndarray, sentences:
     def holds(text: str, phrases: Sequence[str]) -> bool:
         return any(f" {p} " in text for p in phrases)
 
+    # which passages hold a phrase: one search of all the passages' text per
+    # phrase (thousands of passages, thousands of questions)
+    everything = "\0".join(texts)
+    starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
+    found: dict[str, set[int]] = {}
+
+    def rows_holding(phrase: str) -> set[int]:
+        if phrase not in found:
+            rows, at = set(), everything.find(f" {phrase} ")
+            while at >= 0:
+                rows.add(bisect.bisect_right(starts, at) - 1)
+                at = everything.find(f" {phrase} ", at + 1)
+            found[phrase] = rows
+        return found[phrase]
+
     answerable, kept, positive_chunks, phrases_of = [], [], [], []
     for case in cases:
         phrases = [p for p in (normalize(e) for e in case.evidence) if p] if "answer" in case.expect else []
-        rows = [i for i, text in enumerate(texts) if holds(text, phrases)] if phrases else []
+        rows = sorted(set().union(*(rows_holding(p) for p in phrases))) if phrases else []
         (answerable if rows else kept).append(case)
         if rows:
             positive_chunks.append(rows)
@@ -213,18 +248,19 @@ def fit_for_index(files: Sequence[Path], chunks, vectors: np.ndarray, sentences:
     far = [i for i, c in enumerate(chunks) if c.doc_id not in answering_docs]
     far = sorted(random.Random(SEED).sample(far, min(len(far), OTHER_PASSAGES_MAX)))
     near_sentences = [j for j, (r, _, _) in enumerate(spans) if chunks[int(r)].doc_id in answering_docs]
-    target_vectors = np.vstack([np.asarray(vectors[near + far], np.float32).reshape(-1, vectors.shape[1]),
-                                np.asarray(sentence_vectors[near_sentences], np.float32).reshape(-1, vectors.shape[1])])
+    dim = vectors.shape[1]
+    target_vectors = np.vstack([np.asarray(vectors[near], np.float32).reshape(-1, dim),
+                                np.asarray(sentence_vectors[near_sentences], np.float32).reshape(-1, dim)])
     position = {row: k for k, row in enumerate(near)}
     positives = []
     for rows, phrases in zip(positive_chunks, phrases_of):
         chosen = [position[r] for r in rows]
-        chosen += [len(near) + len(far) + k for k, j in enumerate(near_sentences)
-                   if holds(sentence_texts[j], phrases)]
+        chosen += [len(near) + k for k, j in enumerate(near_sentences) if holds(sentence_texts[j], phrases)]
         positives.append(chosen)
 
     matrix, before, after = fit(training_vectors(answerable, embedder, cache_dir), positives,
-                                training_vectors(kept, embedder, cache_dir), target_vectors)
+                                training_vectors(kept, embedder, cache_dir), target_vectors,
+                                negatives=np.asarray(vectors[far], np.float32).reshape(-1, dim))
     report = AdapterReport(pairs=len(answerable), others=len(kept), sources=tuple(str(p) for p in files),
                            loss_before=round(before, 4),
                            loss_after=round(after, 4), seconds=round(time.perf_counter() - started, 2))
