@@ -664,6 +664,9 @@ NOT_REFUSALS = [
 ]
 
 ANSWERABLE = [
+    # tenth session: an order of exercises, not a thing asked about
+    "which exercise should i use first for my vmo",
+    "how long do i keep taping my kneecap for",
     # seventh session: close to a passage only once its lay words are the collection's
     "best single move for the inner teardrop",
     "is the tape a forever thing",
@@ -726,6 +729,9 @@ ANSWERABLE = [
 ]
 
 NO_EVIDENCE = [
+    # tenth session, from blind sets GGG and HHH, in new words: gear the passages never name
+    "what cleat position should I use on my road bike to spare my kneecap",
+    "do hiking poles really take the strain off my knees going downhill",
     # eighth session, from blind set VV, in new words: a price, a shop, a brand, a size
     "which brand of knee tape is cheapest",
     "how much would a custom knee brace set me back",
