@@ -25,8 +25,7 @@ LANGUAGES = frozenset("es fr de it pt pl nl sv da no nb fi tr ro cs sk hu el ru 
 #: the Scandinavian languages): their probabilities are added up, since the
 #: question is only whether the message is English.
 CLOSE_LANGUAGES = {code: group for group in (frozenset("id ms jv".split()), frozenset("no nb nn da sv".split()),
-                                             frozenset("cs sk".split()), frozenset("es gl ca".split()),
-                                             frozenset("pt gl".split()))
+                                             frozenset("cs sk".split()), frozenset("es pt gl ca".split()))
                    for code in group}
 #: langid's normalised probability (of the language and its close ones) must reach this...
 MIN_PROBABILITY = 0.95
@@ -79,8 +78,9 @@ def foreign_language(text: str) -> str | None:
 
 def arabizi(text: str) -> bool:
     """Is ``text`` Arabic written in Latin letters with digits for sounds?
-    (Not leetspeak, which puts digits for letters too.) At least :data:`MIN_ARABIZI_WORDS` such words, making up at least
-    :data:`MIN_ARABIZI_SHARE` of the words."""
+    At least :data:`MIN_ARABIZI_WORDS` such words, making up at least
+    :data:`MIN_ARABIZI_SHARE` of the words, and not leetspeak (which puts
+    digits for letters too)."""
     words = re.findall(r"[A-Za-z0-9]+", text)
     found = [w for w in words if _ARABIZI_WORD.match(w) and not _NOT_ARABIZI.match(w)]
     if sum(bool(_LEET_WORD.match(w)) for w in words) >= 2:
