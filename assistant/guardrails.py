@@ -483,6 +483,11 @@ RARE_TERM_MIN_CHUNKS = 4
 #: close to an off-topic anchor (see :meth:`Guardrails.asks_off_topic`).
 ASKED_OFF_TOPIC_MIN = 0.40
 _BACK_OF_KNEE = re.compile(r"\bbacks? of (?:my |the |your |his |her )?(?:knee|leg|thigh)s?\b")
+#: The knee named only as what another part is compared with ("my elbow
+#: clicks, is that the same tracking thing as the kneecap?"): the question is
+#: about the other part.
+_KNEE_COMPARED = re.compile(r"\b(?:(?:same|similar) (?:\w+ ){0,4}(?:as|to)|like) (?:with )?(?:the |my |your |a |his |her )?"
+                            r"(?:knee ?caps?|knees?|patellas?)\b")
 
 
 class Guardrails:
@@ -922,7 +927,7 @@ class Guardrails:
         words = content_words(spelled)
         # the follow-up's own words, when ``query`` also holds earlier turns
         own = content_words(self.spell_out(question)) if question is not None and question != query else []
-        elsewhere = self.other_body_part(words, index)
+        elsewhere = self.other_body_part(content_words(_KNEE_COMPARED.sub(" ", normalize(spelled))), index)
         if not elsewhere and own:
             # a follow-up about another part ("and my shoulder?" after a knee question)
             elsewhere = self.other_body_part(own, index)
