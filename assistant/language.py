@@ -22,10 +22,13 @@ from functools import lru_cache
 #: junk text such as "zxx" or "la", are treated as not clearly foreign).
 LANGUAGES = frozenset("es fr de it pt pl nl sv da no nb fi tr ro cs sk hu el ru uk ar he hi zh ja ko vi id ms tl".split())
 #: Languages langid tells apart only by a few words (Indonesian and Malay,
-#: the Scandinavian languages): their probabilities are added up, since the
-#: question is only whether the message is English.
+#: the Scandinavian languages, the Romance languages with their regional
+#: neighbours and creoles, such as Occitan, Extremaduran and Haitian, which
+#: take a share of a short French or Spanish question): their probabilities
+#: are added up, since the question is only whether the message is English.
 CLOSE_LANGUAGES = {code: group for group in (frozenset("id ms jv".split()), frozenset("no nb nn da sv".split()),
-                                             frozenset("cs sk".split()), frozenset("es pt gl ca".split()))
+                                             frozenset("cs sk".split()),
+                                             frozenset("es pt gl ca an ext oc fr wa ht gcf gcr it lij vec".split()))
                    for code in group}
 #: langid's normalised probability (of the language and its close ones) must reach this...
 MIN_PROBABILITY = 0.95
