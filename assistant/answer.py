@@ -13,8 +13,13 @@ Guarantees:
 - a sentence that reads as instructions to an assistant or as dosing
   advice (the refusal rules' patterns) is never quoted, whatever document
   it comes from;
-- the best sentence of each of the two best-ranked passages is always
-  quoted (when two or more sentences are allowed);
+- the best sentence of the best-ranked passage is always quoted, and so is
+  the best sentence of the second passage when it scores at least half as
+  well as the best sentence (when two or more sentences are allowed);
+- a sentence that directly follows a well-scoring one in its passage
+  inherits part of that score: the steps of an exercise ("You squeeze the
+  ball and bend your knees ...") come after the sentence that names it,
+  and share few words with the question;
 - markers are numbered 1, 2, ... in order of first use, one number per
   distinct chunk, and each has a :class:`~assistant.schema.Citation` whose
   ``highlights`` are the spans of the sentences used, inside the chunk text.
@@ -38,14 +43,22 @@ LEAD_IN_PERSONAL = ("I can't tell what is happening in your own knee, but here i
 
 #: Passages the composer reads sentences from (the best ones, by rank).
 TOP_HITS = 5
-#: The best sentence of each of this many top-ranked passages is always
-#: quoted (when two or more sentences are allowed): the second passage holds
-#: the answer often enough that quoting it lifts citation support.
+#: The best sentence of each of this many top-ranked passages is quoted
+#: (when two or more sentences are allowed): the second passage holds the
+#: answer often enough that quoting it lifts citation support ...
 ALWAYS_QUOTE_TOP = 2
+#: ... but only the first passage's is quoted whatever it scores: a passage
+#: below the first must offer a sentence scoring at least this share of the
+#: best one, or a sentence about something else gets quoted ("how do I do
+#: wall slides?" quoted the Q-angle).
+FORCED_FLOOR = 0.5
+#: A sentence scores at least this share of the score of the sentence just
+#: before it in the same passage (see :func:`carry_forward`).
+CONTINUATION_CARRY = 0.85
 #: Weight of word overlap next to cosine similarity when scoring a sentence.
 LEXICAL_WEIGHT = 0.25
 #: A sentence must score at least this share of the best sentence's score.
-RELATIVE_FLOOR = 0.7
+RELATIVE_FLOOR = 0.75
 #: Sentences shorter than this many words (headings, fragments) are skipped.
 MIN_WORDS = 5
 
@@ -120,6 +133,24 @@ def score_sentences(question: str, sentences: Sequence[str], embedder, asked: st
     return cos + LEXICAL_WEIGHT * lexical
 
 
+def carry_forward(cands: Sequence[tuple[int, int, int, str]], scores: np.ndarray) -> np.ndarray:
+    """Scores where each sentence gets at least ``CONTINUATION_CARRY`` of the
+    score of the quotable sentence just before it in the same passage.
+
+    ``cands`` are :func:`_candidates` rows (hit index, start, end, sentence)
+    and ``scores`` their own scores. Only the sentence's own predecessor
+    counts, so a score is carried one step, not down a whole passage.
+    """
+    out = scores.copy()
+    previous: dict[int, int] = {}
+    for i in sorted(range(len(cands)), key=lambda i: (cands[i][0], cands[i][1])):
+        h_i = cands[i][0]
+        if h_i in previous:
+            out[i] = max(scores[i], CONTINUATION_CARRY * scores[previous[h_i]])
+        previous[h_i] = i
+    return out
+
+
 def compose_answer(question: str, hits: Sequence[Hit], embedder, settings,
                    asked: str | None = None) -> tuple[str, tuple[Citation, ...]]:
     """The extractive reply to ``question`` and the passages it cites.
@@ -144,17 +175,18 @@ def compose_answer(question: str, hits: Sequence[Hit], embedder, settings,
     cands = _candidates(top)
     if not cands:
         raise ValueError("none of the retrieved passages has a sentence to quote")
-    scores = score_sentences(question, [c[3] for c in cands], embedder, asked)
+    scores = carry_forward(cands, score_sentences(question, [c[3] for c in cands], embedder, asked))
     best = float(scores.max())
     order = np.argsort(-scores, kind="stable")
     chosen = [int(i) for i in order[:limit] if scores[i] >= RELATIVE_FLOOR * best or i == order[0]]
     # Retrieval ranks passages with more evidence than one sentence's score
-    # (BM25, the whole passage, the best sentence): always quote the best
-    # sentence of each of the top passages, then the best of the rest.
+    # (BM25, the whole passage, the best sentence): quote the best sentence
+    # of each of the top passages (below the first, only one that scores
+    # near the best), then the best of the rest.
     must = []
     for rank in range(ALWAYS_QUOTE_TOP):
         from_hit = [int(i) for i in order if cands[i][0] == rank]
-        if from_hit:
+        if from_hit and (rank == 0 or scores[from_hit[0]] >= FORCED_FLOOR * best):
             must.append(from_hit[0])
     if limit >= 2 and must:
         must = must[:limit]

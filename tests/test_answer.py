@@ -110,6 +110,7 @@ def test_passages_without_sentences_are_an_error(hash_embedder):
     ("what is the best exercise for the VMO", "soccer ball"),
     ("do I have a weak VMO?", "VMO"),
     ("why are women more prone to kneecap problems", "female"),
+    ("how do i do wall slides", "squeeze the ball and bend your knees"),
 ])
 def test_real_retrieval_and_model(seed_index, real_embedder, question, evidence):
     from assistant.index import load_index
@@ -131,17 +132,40 @@ def test_the_top_ranked_passage_is_always_quoted(hash_embedder):
     assert any(c.chunk_id == "doc#2" for c in citations)
 
 
-def test_the_two_top_ranked_passages_are_both_quoted(hash_embedder):
-    # The question matches passage 3 best; retrieval ranked 1 and 2 first.
-    # The best sentence of each of the top two is quoted, then the best match.
-    text, citations = compose_answer("what exercise is best, kicking a soccer ball?", _hits(), hash_embedder,
-                                     Settings(max_answer_sentences=3))
+def test_the_second_passage_is_quoted_when_its_best_sentence_scores_near_the_best(hash_embedder):
+    # The question matches passage 3 best; retrieval ranked 1 and 2 first, and
+    # passage 2 (swelling) scores more than half as well as the best sentence:
+    # with room for two sentences, the top two passages take both places.
+    question = "is kicking a soccer ball the ideal exercise, even with swelling in the knee?"
+    text, citations = compose_answer(question, _hits(), hash_embedder, Settings(max_answer_sentences=2))
+    assert [c.chunk_id for c in citations] == ["doc#1", "doc#2"]
+    # with room for three, the best match comes too
+    text, citations = compose_answer(question, _hits(), hash_embedder, Settings(max_answer_sentences=3))
     assert [c.chunk_id for c in citations][:2] == ["doc#1", "doc#2"]
     assert "doc#3" in [c.chunk_id for c in citations]
-    # with room for only two sentences, the top two passages take both places
-    text, citations = compose_answer("what exercise is best, kicking a soccer ball?", _hits(), hash_embedder,
-                                     Settings(max_answer_sentences=2))
-    assert [c.chunk_id for c in citations] == ["doc#1", "doc#2"]
+
+
+def test_a_second_passage_about_something_else_is_not_quoted(hash_embedder):
+    # Passage 2 (swelling) is ranked second but scores less than half the best
+    # sentence for a question about the soccer-ball exercise: it is not forced
+    # in, and the best match takes the place.
+    question = "what exercise is best, kicking a soccer ball?"
+    text, citations = compose_answer(question, _hits(), hash_embedder, Settings(max_answer_sentences=2))
+    assert [c.chunk_id for c in citations] == ["doc#1", "doc#3"]
+    assert "swelling" not in answer_body(text)
+
+
+def test_the_steps_after_an_exercises_name_are_quoted_with_it(hash_embedder):
+    # "You squeeze it and bend ..." shares no word with the question, but it
+    # follows the sentence that names the exercise, so it is quoted with it;
+    # the unrelated sentence after it is not.
+    texts = ["Wall slides with a ball between your knees help fire the VMO. You squeeze it and bend to "
+             "thirty degrees, then rise back up. Taping helps re-align the kneecap before the muscle is strong."]
+    text, citations = compose_answer("how do i do wall slides", _hits(texts), hash_embedder,
+                                     Settings(max_answer_sentences=3))
+    check_reply(text, citations, 3)
+    assert [s for s, _ in quoted(text)] == ["Wall slides with a ball between your knees help fire the VMO.",
+                                            "You squeeze it and bend to thirty degrees, then rise back up."]
 
 
 @pytest.mark.slow
