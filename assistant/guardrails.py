@@ -470,7 +470,7 @@ _CLAUSE_BREAK = re.compile(r",\s+|\s+-+\s+|\s+(?:btw|by the way|also|but|plus|an
 
 
 #: "X or Y" with X and Y single words (after "a", "an", "the" and the like).
-_ALTERNATIVES = re.compile(r"\b([a-z][a-z0-9-]+) or (?:an? |the |some |a few )?([a-z][a-z0-9-]+)\b")
+_ALTERNATIVES = re.compile(r"\b([a-z][a-z0-9-]+) (?:or|vs\.?|v\.|versus) (?:an? |the |some |a few )?([a-z][a-z0-9-]+)\b")
 
 #: "not X or Y", "no X or Y", "never X or Y": what is ruled out, not a choice.
 _NEGATED_BEFORE = re.compile(r"\b(?:not|no|never|neither|without|isn'?t|wasn'?t|aren'?t)\s+"
@@ -857,7 +857,7 @@ class Guardrails:
         return None
 
     def missing_alternatives(self, question: str, hits: Sequence[Hit]) -> tuple[str, str] | None:
-        """Two alternatives the question weighs ("ice or heat", "an MRI or an
+        """Two alternatives the question weighs ("ice or heat", "treadmill vs the road", "an MRI or an
         X-ray") when the passages mention neither; else None."""
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text
                                       for h in list(hits)[: self.scope.top_passages]))

@@ -163,9 +163,15 @@ def load_misspellings(path: str = str(MISSPELLINGS_PATH)) -> tuple[re.Pattern, d
     return pattern, fixes
 
 
+#: "30°", "30 º", "30deg": a number of degrees, as the collection writes it
+_DEGREES = re.compile(r"(\d)\s*(?:°|º|˚|deg\b\.?|degs\b\.?)")
+
+
 def respell(text: str) -> str:
-    """``text`` with the listed misspellings (``data/misspellings.yaml``) corrected."""
+    """``text`` with the listed misspellings (``data/misspellings.yaml``)
+    corrected, and a degree sign written as the word ("30°" -> "30 degrees")."""
     pattern, fixes = load_misspellings()
+    text = _DEGREES.sub(r"\1 degrees", text)
     return pattern.sub(lambda m: fixes.get(" ".join(m.group(0).lower().split()), m.group(0)), text)
 
 

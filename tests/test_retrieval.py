@@ -307,6 +307,9 @@ def test_a_follow_ups_passages_are_ranked_by_what_it_newly_asks(seed_retriever, 
     ("how far do i bend my nees on the wal slids", "how far do i bend my knees on the wall slides"),
     ("my guardian angel says gout is no knee thing", "my guardian angel says gout is no knee thing"),  # real words alone stay
     ("Nee pain", "knee pain"),
+    ("why only the last 30° of straightening", "why only the last 30 degrees of straightening"),
+    ("bend to 45 º or 45deg", "bend to 45 degrees or 45 degrees"),
+    ("a 55-degree angle, not 55 degs", "a 55-degree angle, not 55 degrees"),
 ])
 def test_listed_misspellings_are_corrected_short_and_real_words_included(text, expected):
     from assistant.retrieval import respell
