@@ -327,20 +327,31 @@ def cmd_ask(args, settings: Settings) -> int:
     return 0
 
 
+#: chat commands: what ends the chat, and what starts a new conversation
+CHAT_QUIT = frozenset({"/quit", "/exit", "/q", "quit", "exit"})
+CHAT_NEW = frozenset({"/new", "/reset", "/clear"})
+
+
 def cmd_chat(args, settings: Settings) -> int:
     from .pipeline import Assistant
 
     assistant = Assistant.from_settings(settings)
     history: list[dict] = []
-    print("Knee Assistant (educational information, not a diagnosis). Empty line or Ctrl-D to quit.")
+    print("Knee Assistant (educational information, not a diagnosis). "
+          "Empty line, /quit or Ctrl-D to quit; /new starts a new conversation.")
     while True:
         try:
             question = input("\nyou> ")
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
-        if not question.strip():
+        command = question.strip().lower()
+        if not command or command in CHAT_QUIT:
             return 0
+        if command in CHAT_NEW:
+            history = []
+            print("(new conversation: earlier questions are forgotten)")
+            continue
         reply = assistant.respond(question, history)
         print("\n" + format_reply(reply))
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply.text}]

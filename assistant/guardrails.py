@@ -162,6 +162,8 @@ class ScopeConfig:
     abbreviations: tuple[tuple[re.Pattern, str], ...] = ()
     topic_switches: tuple[str, ...] = ()
     asides: tuple[re.Pattern, ...] = ()
+    #: knees that are not a person's ("my dog's knee", "a luxating patella"): scope.yaml ``not_a_person``
+    not_a_person: tuple[re.Pattern, ...] = ()
 
 
 def _load_yaml(path: Path) -> dict:
@@ -301,7 +303,8 @@ def load_scope(path: Path | str) -> ScopeConfig:
         raise ValueError(f"{path}: 'anchors' must list at least one on-topic phrase")
     lists = ("generic_terms", "other_body_parts", "knee_region_terms", "not_alternatives", "knee_idioms",
              "topic_switches")
-    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", "asides", *lists}
+    known = {f.name for f in ScopeConfig.__dataclass_fields__.values()} - {"anchors", "off_topic", "answer_types", "asides",
+                                                                          "not_a_person", *lists}
     unknown = set(th) - known
     if unknown:
         raise ValueError(f"{path}: unknown thresholds {sorted(unknown)}; valid ones are {sorted(known)}")
@@ -324,6 +327,7 @@ def load_scope(path: Path | str) -> ScopeConfig:
         abbreviations.append((re.compile(r"\b" + re.escape(str(short)).replace(r"\ ", r"[\s-]*") + r"\b", re.I), str(full)))
     return ScopeConfig(anchors=anchors, off_topic=tuple(str(a) for a in data.get("off_topic") or ()),
                        answer_types=tuple(answer_types), asked_about=tuple(asked_about), asides=tuple(asides),
+                       not_a_person=tuple(_regex_list(data, "not_a_person", path)),
                        abbreviations=tuple(abbreviations),
                        **{name: tuple(str(w).lower() for w in data.get(name) or ()) for name in lists},
                        **{k: type(getattr(ScopeConfig, k))(v) for k, v in th.items()})
@@ -716,11 +720,15 @@ class Guardrails:
     def not_about_the_knee(self, question: str, topic: str, dense: float | None = None) -> str | None:
         """Why a question that names the knee is not about it, or None: every
         knee word is in an idiom ("the bee's knees", "a knee wall", "the knee
-        of the curve"), or the question says it changes the subject ("different
-        question, ...") and what follows is off the topic. A change of subject
-        whose passages answer it well (``dense`` at least ``answer_min``: "ok
-        kinda unrelated, is kicking a football good for it?") stays."""
+        of the curve"), the knee is an animal's ("my dog's luxating patella":
+        scope.yaml ``not_a_person``), or the question says it changes the
+        subject ("different question, ...") and what follows is off the
+        topic. A change of subject whose passages answer it well (``dense`` at
+        least ``answer_min``: "ok kinda unrelated, is kicking a football good
+        for it?") stays."""
         text = " " + normalize(question) + " "
+        if any(p.search(text) for p in self.scope.not_a_person):
+            return "not_a_person"
         region = set(self.scope.knee_region_terms)
         idioms = [normalize(i) for i in self.scope.knee_idioms]
         stripped = text

@@ -152,3 +152,27 @@ def test_eval_rejects_a_bad_question_set_before_loading_anything(capsys, tmp_pat
     code, _, err = run(capsys, "eval", str(questions), "--out", str(tmp_path / "run"),
                        "--index", str(tmp_path / "none"))
     assert code == 1 and f"{questions}:1" in err and "maybe" in err
+
+
+def test_chat_quits_on_a_command_and_starts_over_on_new(capsys, monkeypatch):
+    # "/quit" and "/new" are commands, not questions to answer; the chat
+    # keeps the history between questions until "/new"
+    from assistant import pipeline
+    from assistant.schema import Decision, Reply
+
+    asked = []
+
+    class Fake:
+        def respond(self, question, history):
+            asked.append((question, len(history)))
+            return Reply(decision=Decision.ANSWER, text=f"reply to {question}")
+
+    monkeypatch.setattr(pipeline.Assistant, "from_settings", classmethod(lambda cls, settings: Fake()))
+    lines = iter(["what does the vmo do", "and how do i fix that?", "/new", "what are wall slides", " /QUIT ",
+                  "never read"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    code, out, _ = run(capsys, "chat")
+    assert code == 0
+    assert asked == [("what does the vmo do", 0), ("and how do i fix that?", 2), ("what are wall slides", 0)]
+    assert "new conversation" in out and "/quit" in out
+    assert next(lines) == "never read"

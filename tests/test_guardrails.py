@@ -745,6 +745,9 @@ NOT_REFUSALS = [
 ]
 
 ANSWERABLE = [
+    # twelfth session: a person's knee, with an animal around
+    "my dog yanked me over on the lead and now my kneecap aches going down stairs",
+    "the cat scan of the knee showed nothing, so why does the kneecap pop",
     # twelfth session: a medicine the GP has the user on is an aside, not what is asked
     "my GP already has me on naproxen i just want to know why my knee gives way",
     # a degree sign is read as the word the collection uses
@@ -860,6 +863,10 @@ NO_EVIDENCE = [
 ]
 
 OUT_OF_SCOPE = [
+    # twelfth session: an animal's knee, and a quiz sharing only "year" and "need" with a passage
+    "our whippet's back knee slips in and out when he runs, can the vmo exercises help her",
+    "the vet thinks my cat has a luxating patella, what can we do at home",
+    "which team won the rugby world cup last year, need it for trivia night",
     "what pillow is better for neck pain, memory foam or feather",  # shares "foam pillow"
     "wrist pain from typing all day, any tips",
     "what's the weather like tomorrow",
