@@ -16,7 +16,8 @@ Guarantees:
 - the best sentence of the best-ranked passage is always quoted, and so is
   the best sentence of the second passage when it scores at least half as
   well as the best sentence (when two or more sentences are allowed);
-- a sentence that directly follows a well-scoring one in its passage
+- a sentence that directly follows a well-scoring one in its passage, and
+  is itself at least 0.4 times as close to the question as the best one,
   inherits part of that score: the steps of an exercise ("You squeeze the
   ball and bend your knees ...") come after the sentence that names it,
   and share few words with the question;
@@ -53,8 +54,12 @@ ALWAYS_QUOTE_TOP = 2
 #: wall slides?" quoted the Q-angle).
 FORCED_FLOOR = 0.5
 #: A sentence scores at least this share of the score of the sentence just
-#: before it in the same passage (see :func:`carry_forward`).
+#: before it in the same passage (see :func:`carry_forward`) ...
 CONTINUATION_CARRY = 0.85
+#: ... when its own score is at least this share of the best sentence's, so
+#: a sentence about nothing asked ("We will need to examine how your knee got
+#: to this sad state.") is not carried in by the one before it.
+CONTINUATION_MIN = 0.4
 #: Weight of word overlap next to cosine similarity when scoring a sentence.
 LEXICAL_WEIGHT = 0.25
 #: A sentence must score at least this share of the best sentence's score.
@@ -135,17 +140,21 @@ def score_sentences(question: str, sentences: Sequence[str], embedder, asked: st
 
 def carry_forward(cands: Sequence[tuple[int, int, int, str]], scores: np.ndarray) -> np.ndarray:
     """Scores where each sentence gets at least ``CONTINUATION_CARRY`` of the
-    score of the quotable sentence just before it in the same passage.
+    score of the quotable sentence just before it in the same passage, if
+    its own score is at least ``CONTINUATION_MIN`` of the best one.
 
     ``cands`` are :func:`_candidates` rows (hit index, start, end, sentence)
     and ``scores`` their own scores. Only the sentence's own predecessor
     counts, so a score is carried one step, not down a whole passage.
     """
     out = scores.copy()
+    if not len(scores):
+        return out
+    least = CONTINUATION_MIN * float(scores.max())
     previous: dict[int, int] = {}
     for i in sorted(range(len(cands)), key=lambda i: (cands[i][0], cands[i][1])):
         h_i = cands[i][0]
-        if h_i in previous:
+        if h_i in previous and scores[i] >= least:
             out[i] = max(scores[i], CONTINUATION_CARRY * scores[previous[h_i]])
         previous[h_i] = i
     return out

@@ -155,17 +155,24 @@ def test_a_second_passage_about_something_else_is_not_quoted(hash_embedder):
     assert "swelling" not in answer_body(text)
 
 
-def test_the_steps_after_an_exercises_name_are_quoted_with_it(hash_embedder):
-    # "You squeeze it and bend ..." shares no word with the question, but it
-    # follows the sentence that names the exercise, so it is quoted with it;
-    # the unrelated sentence after it is not.
-    texts = ["Wall slides with a ball between your knees help fire the VMO. You squeeze it and bend to "
-             "thirty degrees, then rise back up. Taping helps re-align the kneecap before the muscle is strong."]
-    text, citations = compose_answer("how do i do wall slides", _hits(texts), hash_embedder,
-                                     Settings(max_answer_sentences=3))
-    check_reply(text, citations, 3)
-    assert [s for s, _ in quoted(text)] == ["Wall slides with a ball between your knees help fire the VMO.",
-                                            "You squeeze it and bend to thirty degrees, then rise back up."]
+def test_a_sentence_inherits_part_of_the_score_of_the_one_before_it():
+    # (hit, start, end, sentence) rows: two passages, sentences in order
+    import numpy as np
+
+    from assistant.answer import CONTINUATION_CARRY, carry_forward
+
+    cands = [(0, 0, 10, "names the exercise"), (0, 11, 20, "its steps"), (0, 21, 30, "about something else"),
+             (1, 0, 10, "another passage")]
+    own = np.array([1.0, 0.55, 0.2, 0.3], dtype=np.float32)
+    carried = carry_forward(cands, own)
+    # the steps (at least 0.4 of the best on their own) inherit from the name
+    assert carried[1] == np.float32(CONTINUATION_CARRY * 1.0)
+    # a sentence far below the best keeps its own score, and a score is
+    # carried one step only, never across passages
+    assert carried[2] == own[2] and carried[3] == own[3] and carried[0] == own[0]
+    # the order of the rows does not matter
+    order = [3, 2, 0, 1]
+    assert np.allclose(carry_forward([cands[i] for i in order], own[order]), carried[order])
 
 
 @pytest.mark.slow
