@@ -304,6 +304,7 @@ NOT_EMERGENCIES = [
     "i took 2 advil this morning, which VMO exercise is gentlest",
     "my son found my painkillers in the drawer and brought them to me, anyway what is the vmo",
     "why does the vastus lateralis drag the kneecap sideways when the vmo is weak",
+    "saving up my tylenol for the ski trip, what exercises should i do before i go",
     # twelfth session, near misses of the rules added after QQQ
     "did 12 kms on the trail yesterday, never kms on hills again lol, which vmo exercise helps",
     "i dont wanna be here all day doing rehab, which vmo exercise is quickest",
