@@ -865,8 +865,9 @@ class Guardrails:
         return None
 
     def missing_alternatives(self, question: str, hits: Sequence[Hit]) -> tuple[str, str] | None:
-        """Two alternatives the question weighs ("ice or heat", "treadmill vs the road", "an MRI or an
-        X-ray") when the passages mention neither; else None."""
+        """Two alternatives the question weighs ("ice or heat", "an MRI or an
+        X-ray", "treadmill vs the road") when the passages mention neither;
+        else None."""
         passages = normalize(" ".join(h.chunk.title + " " + h.chunk.text
                                       for h in list(hits)[: self.scope.top_passages]))
         skip = set(self.scope.not_alternatives)
